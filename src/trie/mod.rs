@@ -1,0 +1,13 @@
+//! The Merkle-Patricia trie: nodes, building, reading, copy-on-write updates, range proofs.
+
+pub mod build;
+pub mod db;
+pub mod nibbles;
+pub mod node;
+pub mod range;
+pub mod root;
+pub mod update;
+pub mod walk;
+
+pub use db::{MemNodes, NodeSource};
+pub use range::{prove_range, verify_range, RangeProofError};
