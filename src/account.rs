@@ -145,11 +145,9 @@ fn decode_hash(
             *buf = &buf[32..];
             Ok(hash)
         }
-        _ => Err(AccountDecodeError::FieldLength {
-            field,
-            len,
-            expected: if slim { "0 or 32" } else { "32" },
-        }),
+        _ => {
+            Err(AccountDecodeError::FieldLength { field, len, expected: if slim { "0 or 32" } else { "32" } })
+        }
     }
 }
 
@@ -162,7 +160,7 @@ mod tests {
         let a = Account { nonce: 7, balance: U256::from(1_000_000u64), ..Default::default() };
         assert_eq!(Account::decode_full(&a.encode_full()).unwrap(), a);
         assert_eq!(Account::decode_slim(&a.encode_slim()).unwrap(), a);
-        assert_eq!(a.encode_full().len(), a.encode_slim().len() + 64);
+        assert_eq!(a.encode_full().len(), a.encode_slim().len() + 65);
         let b = Account { storage_root: B256::repeat_byte(1), code_hash: B256::repeat_byte(2), ..a };
         assert_eq!(Account::decode_slim(&b.encode_slim()).unwrap(), b);
         assert_eq!(b.encode_slim(), b.encode_full());

@@ -75,11 +75,8 @@ impl State {
     /// The state root: storage roots first, then the account trie, each from sorted leaves
     /// with alloy-trie's `HashBuilder`.
     pub fn root(&self) -> B256 {
-        let leaves: Vec<(B256, Vec<u8>)> = self
-            .accounts
-            .iter()
-            .map(|(k, a)| (*k, a.to_account(a.storage_root()).encode_full()))
-            .collect();
+        let leaves: Vec<(B256, Vec<u8>)> =
+            self.accounts.iter().map(|(k, a)| (*k, a.to_account(a.storage_root()).encode_full())).collect();
         root_from_sorted(leaves.iter().map(|(k, v)| (*k, v.as_slice())))
     }
 

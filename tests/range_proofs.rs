@@ -94,7 +94,10 @@ fn check_trie(seed: u64, n: usize, shared: bool) {
         let mut v2 = values.clone();
         k2.remove(skip);
         v2.remove(skip);
-        assert!(verify_range::<_, Vec<u8>>(root, &B256::ZERO, &k2, &v2, &[]).is_err(), "whole-trie claim missing a key");
+        assert!(
+            verify_range::<_, Vec<u8>>(root, &B256::ZERO, &k2, &v2, &[]).is_err(),
+            "whole-trie claim missing a key"
+        );
     }
     // another trie, for the foreign-root tampering
     let other = random_leaves(&mut rng, n.clamp(2, 50), false);
@@ -300,7 +303,10 @@ fn geth_edge_cases() {
     }
     // ...but zero keys with entries to the right is rejected
     let p = prove(&db, root, &B256::ZERO).unwrap();
-    assert_eq!(verify_range::<Vec<u8>, _>(root, &B256::ZERO, &[], &[], &p), Err(RangeProofError::MoreEntries));
+    assert_eq!(
+        verify_range::<Vec<u8>, _>(root, &B256::ZERO, &[], &[], &p),
+        Err(RangeProofError::MoreEntries)
+    );
     // zero keys and the origin is a key
     let p = prove(&db, root, &last).unwrap();
     assert_eq!(verify_range::<Vec<u8>, _>(root, &last, &[], &[], &p), Err(RangeProofError::MoreEntries));

@@ -152,13 +152,17 @@ fn verify_empty(map: &ProofMap<'_>, root: B256, origin: &B256) -> Result<bool, R
     loop {
         match map.resolve(&cur)? {
             Node::Leaf { path, .. } => {
-                if depth + path.len() == 64 && path.iter().enumerate().all(|(i, n)| nibble(origin, depth + i) == *n) {
+                if depth + path.len() == 64
+                    && path.iter().enumerate().all(|(i, n)| nibble(origin, depth + i) == *n)
+                {
                     return Err(RangeProofError::MoreEntries);
                 }
                 return Ok(false);
             }
             Node::Extension { path, child } => {
-                if depth + path.len() > 64 || path.iter().enumerate().any(|(i, n)| nibble(origin, depth + i) != *n) {
+                if depth + path.len() > 64
+                    || path.iter().enumerate().any(|(i, n)| nibble(origin, depth + i) != *n)
+                {
                     return Ok(false);
                 }
                 depth += path.len();
@@ -219,7 +223,12 @@ fn edge(map: &ProofMap<'_>, root: B256, key: &B256, side: Side) -> Result<Vec<It
                 if depth + ext.len() > 64 {
                     return Err(RangeProofError::KeyLength);
                 }
-                let ord = ext.iter().enumerate().map(|(i, n)| n.cmp(&nibble(key, depth + i))).find(|o| *o != Equal).unwrap_or(Equal);
+                let ord = ext
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| n.cmp(&nibble(key, depth + i)))
+                    .find(|o| *o != Equal)
+                    .unwrap_or(Equal);
                 match (ord, side) {
                     (Equal, _) => {
                         path.extend_from_slice(&ext);
@@ -260,7 +269,12 @@ fn edge(map: &ProofMap<'_>, root: B256, key: &B256, side: Side) -> Result<Vec<It
 
 /// Adds the subtree at `path` referenced by `r`: a hash stays opaque; an embedded node is
 /// expanded into its leaves.
-fn push_item(map: &ProofMap<'_>, out: &mut Vec<Item>, path: &[u8], r: &ChildRef) -> Result<(), RangeProofError> {
+fn push_item(
+    map: &ProofMap<'_>,
+    out: &mut Vec<Item>,
+    path: &[u8],
+    r: &ChildRef,
+) -> Result<(), RangeProofError> {
     match r {
         ChildRef::Hash(h) => {
             out.push(Item::Subtree(path.to_vec(), *h));
@@ -273,7 +287,12 @@ fn push_item(map: &ProofMap<'_>, out: &mut Vec<Item>, path: &[u8], r: &ChildRef)
     }
 }
 
-fn inline_leaves(map: &ProofMap<'_>, out: &mut Vec<Item>, path: &mut Vec<u8>, node: Node) -> Result<(), RangeProofError> {
+fn inline_leaves(
+    map: &ProofMap<'_>,
+    out: &mut Vec<Item>,
+    path: &mut Vec<u8>,
+    node: Node,
+) -> Result<(), RangeProofError> {
     let base = path.len();
     match node {
         Node::Leaf { path: rest, value } => {

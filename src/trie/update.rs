@@ -16,11 +16,7 @@ pub fn apply(db: &mut MemNodes, root: B256, updates: &[Update]) -> Result<B256, 
     if updates.is_empty() {
         return Ok(root);
     }
-    let current = if root == EMPTY_ROOT {
-        None
-    } else {
-        Some(load(db, &ChildRef::Hash(root))?.0)
-    };
+    let current = if root == EMPTY_ROOT { None } else { Some(load(db, &ChildRef::Hash(root))?.0) };
     match update(db, current, 0, updates)? {
         None => Ok(EMPTY_ROOT),
         Some(node) => Ok(db.insert(&node.encode())),
@@ -53,7 +49,8 @@ fn update(
         Some(Node::Leaf { path, value }) => {
             let mut key_nibbles: Vec<u8> = (0..depth).map(|i| nibble(&ups[0].0, i)).collect();
             key_nibbles.extend_from_slice(&path);
-            let key = crate::trie::nibbles::pack(&key_nibbles).ok_or(WalkError::KeyLength(key_nibbles.len()))?;
+            let key =
+                crate::trie::nibbles::pack(&key_nibbles).ok_or(WalkError::KeyLength(key_nibbles.len()))?;
             let mut leaves: Vec<(B256, Vec<u8>)> = Vec::with_capacity(ups.len() + 1);
             let mut existing = Some((key, value));
             for (k, v) in ups {
@@ -72,20 +69,21 @@ fn update(
             Ok(fresh(db, &leaves, depth))
         }
         Some(Node::Extension { path, child }) => {
-            let diverges = ups.iter().any(|(k, _)| {
-                path.iter().enumerate().any(|(i, n)| nibble(k, depth + i) != *n)
-            });
+            let diverges =
+                ups.iter().any(|(k, _)| path.iter().enumerate().any(|(i, n)| nibble(k, depth + i) != *n));
             if diverges {
                 // Re-express the extension as a branch at `depth`, then update that.
                 let rest = path[1..].to_vec();
-                let sub = if rest.is_empty() {
-                    child
-                } else {
-                    store(db, &Node::Extension { path: rest, child })
-                };
+                let sub =
+                    if rest.is_empty() { child } else { store(db, &Node::Extension { path: rest, child }) };
                 let mut children: [Option<ChildRef>; 16] = Default::default();
                 children[path[0] as usize] = Some(sub);
-                return update(db, Some(Node::Branch { children: Box::new(children), value: None }), depth, ups);
+                return update(
+                    db,
+                    Some(Node::Branch { children: Box::new(children), value: None }),
+                    depth,
+                    ups,
+                );
             }
             let (child_node, _) = load(db, &child)?;
             let new_child = update(db, Some(child_node), depth + path.len(), ups)?;
