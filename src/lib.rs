@@ -2,6 +2,7 @@
 //! proofs, the snap/1 and block wire codec, the state downloader and the staged sync.
 
 pub mod account;
+pub mod codec;
 pub mod genesis;
 pub mod primitives;
 pub mod state;
