@@ -6,4 +6,6 @@ pub mod codec;
 pub mod genesis;
 pub mod primitives;
 pub mod state;
+pub mod store;
+pub mod sync;
 pub mod trie;

@@ -1,0 +1,125 @@
+//! The syncing node's persistent store: content-addressed trie nodes, codes, flat account and
+//! storage tables, and the downloader's progress, all written in atomic batches. A crash loses
+//! exactly what was not committed.
+
+use crate::account::Account;
+use crate::primitives::{keccak256, Bytes, B256};
+use crate::trie::db::{HashKeyed, MemNodes, NodeSource};
+use std::collections::BTreeMap;
+
+/// A set of writes applied atomically by [`SyncStore::commit`].
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    /// Trie nodes (hash, rlp); the hash was computed by the writer.
+    pub nodes: Vec<(B256, Vec<u8>)>,
+    /// Codes (hash, code).
+    pub codes: Vec<(B256, Bytes)>,
+    /// Flat accounts.
+    pub accounts: Vec<(B256, Account)>,
+    /// Flat storage slots (account, slot, leaf value).
+    pub slots: Vec<(B256, B256, Vec<u8>)>,
+    /// Downloader progress to persist with these writes.
+    pub progress: Option<Vec<u8>>,
+}
+
+impl WriteBatch {
+    /// Adds a node, hashing it.
+    pub fn node(&mut self, rlp: Vec<u8>) {
+        self.nodes.push((keccak256(&rlp), rlp));
+    }
+
+    /// True when nothing would be written.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+            && self.codes.is_empty()
+            && self.accounts.is_empty()
+            && self.slots.is_empty()
+            && self.progress.is_none()
+    }
+}
+
+/// Storage the downloader syncs into. Implementations must apply a batch atomically.
+pub trait SyncStore: NodeSource {
+    /// Whether a trie node is stored. A stored node implies its whole subtree is stored.
+    fn has_node(&self, hash: &B256) -> bool {
+        self.node(hash).is_some()
+    }
+    /// Code by hash.
+    fn code(&self, hash: &B256) -> Option<&[u8]>;
+    /// Flat accounts with `from <= key <= to`, in key order.
+    fn accounts_in(&self, from: &B256, to: &B256) -> Vec<(B256, Account)>;
+    /// Flat storage of one account, in slot order.
+    fn slots_of(&self, account: &B256) -> Vec<(B256, Vec<u8>)>;
+    /// The last committed downloader progress.
+    fn progress(&self) -> Option<&[u8]>;
+    /// Applies a batch atomically.
+    fn commit(&mut self, batch: WriteBatch);
+}
+
+/// In-memory [`SyncStore`]; the simulator keeps it across a node crash and restart.
+#[derive(Debug, Default, Clone)]
+pub struct MemStore {
+    nodes: MemNodes,
+    codes: HashKeyed<Bytes>,
+    accounts: BTreeMap<B256, Account>,
+    slots: BTreeMap<(B256, B256), Vec<u8>>,
+    progress: Option<Vec<u8>>,
+    commits: u64,
+}
+
+impl MemStore {
+    /// Number of trie nodes stored.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+    /// Number of batches committed.
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+}
+
+impl NodeSource for MemStore {
+    fn node(&self, hash: &B256) -> Option<&[u8]> {
+        self.nodes.node(hash)
+    }
+}
+
+impl SyncStore for MemStore {
+    fn has_node(&self, hash: &B256) -> bool {
+        self.nodes.contains(hash)
+    }
+    fn code(&self, hash: &B256) -> Option<&[u8]> {
+        self.codes.get(hash).map(|c| &c[..])
+    }
+    fn accounts_in(&self, from: &B256, to: &B256) -> Vec<(B256, Account)> {
+        if from > to {
+            return Vec::new();
+        }
+        self.accounts.range(*from..=*to).map(|(k, a)| (*k, *a)).collect()
+    }
+    fn slots_of(&self, account: &B256) -> Vec<(B256, Vec<u8>)> {
+        self.slots
+            .range((*account, B256::ZERO)..=(*account, B256::repeat_byte(0xff)))
+            .map(|((_, s), v)| (*s, v.clone()))
+            .collect()
+    }
+    fn progress(&self) -> Option<&[u8]> {
+        self.progress.as_deref()
+    }
+    fn commit(&mut self, batch: WriteBatch) {
+        for (h, rlp) in batch.nodes {
+            self.nodes.insert_hashed(h, &rlp);
+        }
+        for (h, c) in batch.codes {
+            self.codes.insert(h, c);
+        }
+        self.accounts.extend(batch.accounts);
+        for (a, s, v) in batch.slots {
+            self.slots.insert((a, s), v);
+        }
+        if let Some(p) = batch.progress {
+            self.progress = Some(p);
+        }
+        self.commits += 1;
+    }
+}
