@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod codec;
+pub mod driver;
 pub mod genesis;
 pub mod primitives;
 pub mod state;

@@ -1,1 +1,104 @@
-fn main() {}
+//! The `syncsim` binary.
+
+use clap::Parser;
+use std::process::ExitCode;
+use syncsim::cli::{self, Cli, Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use syncsim::runner::{run, RunOptions};
+use syncsim::scenario::{parse_override, Scenario};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let _ = e.print();
+            return ExitCode::from(code as u8);
+        }
+    };
+    let code = match cli.command {
+        Command::StateRoot { genesis } => cli::state_root(&genesis),
+        Command::VerifyRange { case } => cli::verify_range(&case),
+        Command::Run { scenarios, seed, report, trace, plot, set, quiet } => {
+            run_cmd(&scenarios, seed, report, trace, plot, &set, quiet)
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+fn run_cmd(
+    files: &[std::path::PathBuf],
+    seed: Option<u64>,
+    report: Option<std::path::PathBuf>,
+    trace: Option<std::path::PathBuf>,
+    plot: Option<std::path::PathBuf>,
+    set: &[String],
+    _quiet: bool,
+) -> i32 {
+    let mut overrides = Vec::new();
+    for s in set {
+        match parse_override(s) {
+            Ok(kv) => overrides.push(kv),
+            Err(e) => {
+                eprintln!("error: --set {s}: {e}");
+                return EXIT_USAGE;
+            }
+        }
+    }
+    let mut scenarios = Vec::new();
+    for f in files {
+        match Scenario::load_with_overrides(f, &overrides) {
+            Ok(s) => scenarios.push(s),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        }
+    }
+    let mut reports = Vec::new();
+    let mut code = EXIT_OK;
+    for (i, sc) in scenarios.iter().enumerate() {
+        let trace_path = trace.as_ref().map(|t| numbered(t, i, scenarios.len()));
+        match run(sc, &RunOptions { seed, trace: trace_path }) {
+            Ok(r) => {
+                print!("{}", r.summary());
+                if !r.passed() {
+                    code = EXIT_FAILED;
+                }
+                if let Some(p) = &plot {
+                    let p = numbered(p, i, scenarios.len());
+                    if let Err(e) = std::fs::write(&p, syncsim::plot::progress_svg(&r)) {
+                        eprintln!("error: cannot write {}: {e}", p.display());
+                        return EXIT_USAGE;
+                    }
+                }
+                reports.push(r);
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", files[i].display());
+                return EXIT_USAGE;
+            }
+        }
+    }
+    if let Some(path) = report {
+        let json = if reports.len() == 1 {
+            serde_json::to_string_pretty(&reports[0])
+        } else {
+            serde_json::to_string_pretty(&reports)
+        };
+        if let Err(e) = json.map_err(|e| e.to_string()).and_then(|j| std::fs::write(&path, j).map_err(|e| e.to_string())) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return EXIT_USAGE;
+        }
+    }
+    code
+}
+
+/// `out.json` -> `out.2.json` when several scenarios run.
+fn numbered(p: &std::path::Path, i: usize, n: usize) -> std::path::PathBuf {
+    if n <= 1 {
+        return p.to_path_buf();
+    }
+    let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
+    let ext = p.extension().and_then(|s| s.to_str()).unwrap_or("");
+    p.with_file_name(format!("{stem}.{i}.{ext}"))
+}

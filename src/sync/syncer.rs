@@ -129,6 +129,7 @@ pub struct Syncer {
     stats: SyncStats,
     last_progress_at: u64,
     dirty: bool,
+    penalised: BTreeSet<PeerId>,
 }
 
 impl Syncer {
@@ -152,6 +153,7 @@ impl Syncer {
             stats: SyncStats::default(),
             last_progress_at: 0,
             dirty: false,
+            penalised: BTreeSet::new(),
         };
         if s.progress.root != root {
             s.retarget(root);
@@ -177,6 +179,11 @@ impl Syncer {
     /// Per-peer state (for reports).
     pub fn peer(&self, id: PeerId) -> Option<&PeerState> {
         self.peers.get(&id)
+    }
+
+    /// Peers that timed out or sent bad data at least once.
+    pub fn penalised(&self) -> &BTreeSet<PeerId> {
+        &self.penalised
     }
 
     /// Virtual time of the last accepted data.
@@ -303,6 +310,7 @@ impl Syncer {
                     p.finished(r.kind);
                     p.timed_out(now);
                 }
+                self.penalised.insert(r.peer);
                 self.revert(r.work);
             }
         }
@@ -315,6 +323,7 @@ impl Syncer {
     }
 
     fn fault(&mut self, peer: PeerId, reason: String) -> Vec<Action> {
+        self.penalised.insert(peer);
         let drop = self.peers.get_mut(&peer).is_some_and(|p| p.strike());
         if drop {
             self.remove_peer(peer);

@@ -1,0 +1,181 @@
+//! Command-line interface: argument definitions and the small subcommands.
+
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use syncsim_node::primitives::B256;
+
+/// Exit code: success / all expectations held.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: the run worked but a check failed.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code: bad input or usage.
+pub const EXIT_USAGE: i32 = 2;
+
+/// syncsim: run a real snap/1 state downloader against a deterministic simulated network.
+///
+/// Scenarios (TOML) describe the start state, the chain, the peers and their behaviours, the
+/// network faults, the downloader settings and what to expect. Every run is reproducible from
+/// its scenario and seed; its report carries a trace hash that proves it.
+#[derive(Parser, Debug)]
+#[command(name = "syncsim", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run scenarios and check their expectations.
+    ///
+    /// Example: syncsim run scenarios/quickstart.toml --report out.json --set faults.drop=0.05
+    Run {
+        /// Scenario files.
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+        /// Seed (overrides the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Write the JSON report here (a list when several scenarios ran).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Write every event as JSON lines here.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Write an SVG plot of sync progress over virtual time.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Override any scenario key, e.g. --set sync.account_bytes=128KiB (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Print the state root of a genesis alloc file (geth/reth/besu style JSON).
+    ///
+    /// A file of named cases prints one `NAME ROOT` line per case; FILE#NAME selects one.
+    StateRoot {
+        /// The genesis file.
+        genesis: String,
+    },
+    /// Verify one range proof given as JSON with go-ethereum's VerifyRangeProof semantics.
+    ///
+    /// Input: {"root":"0x..","first_key":"0x..","keys":["0x.."],"values":["0x.."],"proof":["0x.."]}.
+    /// Prints {"valid":true,"has_more":B} (exit 0) or {"valid":false,"error":".."} (exit 1).
+    VerifyRange {
+        /// The case file.
+        case: PathBuf,
+    },
+}
+
+/// Parses `0x`-prefixed (or bare) hex.
+fn hex_bytes(s: &str) -> Result<Vec<u8>, String> {
+    let h = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+    if h.len() % 2 != 0 {
+        return Err(format!("odd-length hex {s:?}"));
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).map_err(|_| format!("bad hex {s:?}")))
+        .collect()
+}
+
+/// `syncsim state-root`.
+pub fn state_root(arg: &str) -> i32 {
+    let (file, case) = match arg.rsplit_once('#') {
+        Some((f, c)) if !Path::new(arg).exists() => (f, Some(c)),
+        _ => (arg, None),
+    };
+    match syncsim_node::genesis::load_genesis(Path::new(file)) {
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_USAGE
+        }
+        Ok(states) => {
+            let selected: Vec<_> = states
+                .iter()
+                .filter(|(name, _)| case.is_none() || name.as_deref() == case)
+                .collect();
+            if selected.is_empty() {
+                eprintln!("error: {file}: no case named {:?}", case.unwrap_or(""));
+                return EXIT_USAGE;
+            }
+            for (name, state) in selected {
+                match (name, case) {
+                    (Some(n), None) => println!("{n} {}", state.root()),
+                    _ => println!("{}", state.root()),
+                }
+            }
+            EXIT_OK
+        }
+    }
+}
+
+/// `syncsim verify-range`.
+pub fn verify_range(path: &Path) -> i32 {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return EXIT_USAGE;
+        }
+    };
+    let v: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {}:{}:{}: {e}", path.display(), e.line(), e.column());
+            return EXIT_USAGE;
+        }
+    };
+    let line_of = |key: &str| {
+        text.find(&format!("\"{key}\"")).map_or(1, |off| text[..off].matches('\n').count() + 1)
+    };
+    let field = |key: &str| -> Result<&serde_json::Value, String> {
+        v.get(key).ok_or_else(|| format!("{}:1: missing key '{key}'", path.display()))
+    };
+    let hex_of = |key: &str, val: &serde_json::Value| -> Result<Vec<u8>, String> {
+        let s = val.as_str().ok_or_else(|| format!("{}:{}: key '{key}': expected a hex string", path.display(), line_of(key)))?;
+        hex_bytes(s).map_err(|e| format!("{}:{}: key '{key}': {e}", path.display(), line_of(key)))
+    };
+    let list_of = |key: &str| -> Result<Vec<Vec<u8>>, String> {
+        let arr = field(key)?
+            .as_array()
+            .ok_or_else(|| format!("{}:{}: key '{key}': expected a list", path.display(), line_of(key)))?;
+        arr.iter().map(|x| hex_of(key, x)).collect()
+    };
+    let parsed = (|| -> Result<_, String> {
+        let root = hex_of("root", field("root")?)?;
+        let first = hex_of("first_key", field("first_key")?)?;
+        Ok((root, first, list_of("keys")?, list_of("values")?, list_of("proof")?))
+    })();
+    let (root, first, keys, values, proof) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let invalid = |msg: String| {
+        println!("{}", serde_json::json!({"valid": false, "error": msg}));
+        EXIT_FAILED
+    };
+    if root.len() != 32 {
+        return invalid(format!("root has {} bytes, expected 32", root.len()));
+    }
+    if first.len() != 32 {
+        return invalid(format!("first_key has {} bytes, expected 32", first.len()));
+    }
+    if let Some((i, k)) = keys.iter().enumerate().find(|(_, k)| k.len() != 32) {
+        return invalid(format!("key {i} has {} bytes, expected 32", k.len()));
+    }
+    let keys: Vec<B256> = keys.iter().map(|k| B256::from_slice(k)).collect();
+    match syncsim_node::trie::verify_range(B256::from_slice(&root), &B256::from_slice(&first), &keys, &values, &proof) {
+        Ok(has_more) => {
+            println!("{}", serde_json::json!({"valid": true, "has_more": has_more}));
+            EXIT_OK
+        }
+        Err(e) => invalid(e.to_string()),
+    }
+}

@@ -1,0 +1,439 @@
+//! The simulated network: one event queue ordered by (virtual time, sequence), virtual peers
+//! behind links with latency and bandwidth, the fault model, and the chain growing underneath.
+//! It implements the node's [`Network`] trait, so the node's real async code runs over it.
+
+use crate::chain::Chain;
+use crate::peer::PeerServer;
+use crate::scenario::{Behaviour, Faults, Latency, Scenario};
+use crate::trace::Trace;
+use alloy_primitives::B256;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use syncsim_node::codec::{Limits, Message};
+use syncsim_node::driver::{NetEvent, Network};
+use tokio::time::Instant;
+
+/// What happens at a point in virtual time.
+#[derive(Debug, Clone)]
+enum Ev {
+    ToPeer { peer: u32, bytes: Vec<u8> },
+    ToNode { peer: u32, bytes: Vec<u8> },
+    Block,
+    Join(u32),
+    Leave(u32),
+    Disconnect(u32),
+    Reconnect(u32),
+    Reorg(u64),
+}
+
+/// One virtual peer.
+pub struct SimPeer {
+    /// Peer id (index).
+    pub id: u32,
+    /// Index of its `[[peers]]` group.
+    pub group: usize,
+    /// Its behaviours.
+    pub behaviours: Vec<Behaviour>,
+    server: PeerServer,
+    latency: Latency,
+    bandwidth: f64,
+    up_free_us: u64,
+    down_free_us: u64,
+    /// Present in the network (joined, not left).
+    pub present: bool,
+    /// Connected to the node right now.
+    pub connected: bool,
+    /// Disconnected by the node for misbehaviour.
+    pub dropped: bool,
+    /// Blocks this peer lags behind the head.
+    lag: u64,
+    /// Disconnect schedule for flapping peers / network-wide disconnects.
+    flap: Option<(u64, u64)>,
+}
+
+impl SimPeer {
+    /// Replies this peer served.
+    pub fn served(&self) -> u64 {
+        self.server.served()
+    }
+    fn has(&self, b: Behaviour) -> bool {
+        self.behaviours.contains(&b)
+    }
+}
+
+/// Counters of injected faults.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FaultStats {
+    /// Messages sent over the wire.
+    pub messages: u64,
+    /// Dropped.
+    pub dropped: u64,
+    /// Delivered twice.
+    pub duplicated: u64,
+    /// Delayed to overtake others.
+    pub reordered: u64,
+    /// Bytes flipped.
+    pub corrupted: u64,
+    /// Peer disconnects.
+    pub disconnects: u64,
+}
+
+/// The simulated world the node runs in.
+pub struct World {
+    /// The chain all honest peers follow.
+    pub chain: Chain,
+    /// The peers.
+    pub peers: Vec<SimPeer>,
+    queue: BTreeMap<(u64, u64), Ev>,
+    seq: u64,
+    rng: ChaCha8Rng,
+    faults: Faults,
+    /// The trace.
+    pub trace: Trace,
+    start: Instant,
+    block_time_us: u64,
+    state_history: u64,
+    limits: Limits,
+    /// Fault counters.
+    pub fault_stats: FaultStats,
+    /// Bytes sent by peers to the node.
+    pub bytes_to_node: u64,
+    /// Phase changes: (virtual ms, phase).
+    pub phases: Vec<(u64, String)>,
+    /// Head announcements to deliver to the node.
+    announce_head: bool,
+    /// Virtual time (µs) when the node last stopped.
+    pub end_us: u64,
+}
+
+fn sample_latency_us(rng: &mut ChaCha8Rng, l: &Latency) -> u64 {
+    match l {
+        Latency::Uniform { min, max } => {
+            let (a, b) = (min.as_micros() as u64, max.as_micros() as u64);
+            if b > a {
+                rng.random_range(a..=b)
+            } else {
+                a
+            }
+        }
+        Latency::LogNormal { median, p99 } => {
+            let m = (median.as_micros() as f64).max(1.0);
+            let p = (p99.as_micros() as f64).max(m);
+            let sigma = (p / m).ln() / 2.326;
+            // Box-Muller from two uniforms
+            let u1: f64 = rng.random_range(1e-12..1.0);
+            let u2: f64 = rng.random();
+            let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+            (m * (sigma * z).exp()) as u64
+        }
+    }
+}
+
+impl World {
+    /// Builds the world for a scenario: peers from the groups, joins, leaves and disconnect
+    /// schedules queued, first block tick queued.
+    pub fn new(sc: &Scenario, chain: Chain, seed: u64, trace: Trace) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_7477_6f72_6b00);
+        let mut peers = Vec::new();
+        let mut queue = BTreeMap::new();
+        let mut seq = 0u64;
+        let mut push = |q: &mut BTreeMap<(u64, u64), Ev>, t: u64, ev: Ev| {
+            seq += 1;
+            q.insert((t, seq), ev);
+        };
+        for (g, group) in sc.peers.iter().enumerate() {
+            for _ in 0..group.count {
+                let id = peers.len() as u32;
+                let behaviours = group.behaviour.clone();
+                let slow = behaviours.contains(&Behaviour::Slow);
+                let bandwidth = group.bandwidth.0 as f64 / if slow { 10.0 } else { 1.0 };
+                let lag = if behaviours.contains(&Behaviour::Stale) || behaviours.contains(&Behaviour::Liar) {
+                    sc.chain.state_history + sc.sync.pivot_distance + 16
+                } else {
+                    0
+                };
+                let flap = if behaviours.contains(&Behaviour::Flapping) {
+                    Some((30_000_000, 5_000_000))
+                } else {
+                    sc.faults.disconnect.map(|d| (d.every.as_micros() as u64, d.downtime.as_micros() as u64))
+                };
+                let join = group.join_at.map_or(0, |d| d.as_micros() as u64);
+                push(&mut queue, join, Ev::Join(id));
+                if let Some(l) = group.leave_at {
+                    push(&mut queue, l.as_micros() as u64, Ev::Leave(id));
+                }
+                if let Some((every, _)) = flap {
+                    let t = join + rng.random_range(every / 2..=every.max(1) * 3 / 2);
+                    push(&mut queue, t, Ev::Disconnect(id));
+                }
+                peers.push(SimPeer {
+                    id,
+                    group: g,
+                    behaviours: behaviours.clone(),
+                    server: PeerServer::new(&behaviours, seed ^ (u64::from(id) << 32) ^ 0x7065_6572),
+                    latency: group.latency,
+                    bandwidth: bandwidth.max(1.0),
+                    up_free_us: 0,
+                    down_free_us: 0,
+                    present: false,
+                    connected: false,
+                    dropped: false,
+                    lag,
+                    flap,
+                });
+            }
+        }
+        let block_time_us = sc.chain.block_time.as_micros() as u64;
+        if block_time_us > 0 {
+            push(&mut queue, block_time_us, Ev::Block);
+        }
+        if let Some(r) = sc.chain.reorg {
+            push(&mut queue, r.at.as_micros() as u64, Ev::Reorg(r.depth));
+        }
+        World {
+            chain,
+            peers,
+            queue,
+            seq,
+            rng,
+            faults: sc.faults.clone(),
+            trace,
+            start: Instant::now(),
+            block_time_us,
+            state_history: sc.chain.state_history.max(1),
+            limits: Limits::default(),
+            fault_stats: FaultStats::default(),
+            bytes_to_node: 0,
+            phases: Vec::new(),
+            announce_head: true,
+            end_us: 0,
+        }
+    }
+
+    /// Virtual time since the start, in µs.
+    pub fn now_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    fn push(&mut self, t: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.insert((t, self.seq), ev);
+    }
+
+    /// The node crashed: everything in flight to it is lost; peers reconnect to the new node.
+    pub fn node_crashed(&mut self) {
+        let now = self.now_us();
+        self.trace.event(now, "crash", None, "", &[]);
+        self.queue.retain(|_, ev| !matches!(ev, Ev::ToNode { .. } | Ev::ToPeer { .. }));
+        for i in 0..self.peers.len() {
+            let p = &mut self.peers[i];
+            p.up_free_us = now;
+            p.down_free_us = now;
+            if p.connected {
+                p.connected = false;
+                self.push(now + 1000, Ev::Reconnect(i as u32));
+            }
+        }
+        self.announce_head = true;
+    }
+
+    fn peer_head(&self, p: &SimPeer) -> u64 {
+        self.chain.head_number().saturating_sub(p.lag)
+    }
+
+    /// Sends over a link with faults; returns nothing (the delivery is queued).
+    fn transmit(&mut self, peer: u32, mut bytes: Vec<u8>, to_node: bool) {
+        let now = self.now_us();
+        self.fault_stats.messages += 1;
+        let kind = Message::name_of_code(bytes.first().copied().unwrap_or(0xff)).unwrap_or("?");
+        if self.faults.drop > 0.0 && self.rng.random_bool(self.faults.drop.min(1.0)) {
+            self.fault_stats.dropped += 1;
+            self.trace.event(now, "drop", Some(peer), kind, &bytes);
+            return;
+        }
+        if self.faults.corrupt > 0.0 && !bytes.is_empty() && self.rng.random_bool(self.faults.corrupt.min(1.0)) {
+            self.fault_stats.corrupted += 1;
+            let flips = self.rng.random_range(1..=3);
+            for _ in 0..flips {
+                let i = self.rng.random_range(0..bytes.len());
+                bytes[i] ^= 1 << self.rng.random_range(0..8);
+            }
+            self.trace.event(now, "corrupt", Some(peer), kind, &bytes);
+        }
+        let p = &mut self.peers[peer as usize];
+        let tx_us = (bytes.len() as f64 / p.bandwidth * 1e6) as u64;
+        let free = if to_node { &mut p.down_free_us } else { &mut p.up_free_us };
+        let start = (*free).max(now);
+        *free = start + tx_us;
+        let done = *free;
+        let mut lat = sample_latency_us(&mut self.rng, &self.peers[peer as usize].latency);
+        if self.faults.reorder > 0.0 && self.rng.random_bool(self.faults.reorder.min(1.0)) {
+            self.fault_stats.reordered += 1;
+            lat += self.rng.random_range(0..=2 * lat.max(1000));
+        }
+        let dup = self.faults.duplicate > 0.0 && self.rng.random_bool(self.faults.duplicate.min(1.0));
+        self.trace.event(now, if to_node { "reply" } else { "send" }, Some(peer), kind, &bytes);
+        let ev = |b: Vec<u8>| if to_node { Ev::ToNode { peer, bytes: b } } else { Ev::ToPeer { peer, bytes: b } };
+        if dup {
+            self.fault_stats.duplicated += 1;
+            let extra = sample_latency_us(&mut self.rng, &self.peers[peer as usize].latency);
+            self.push(done + lat + extra, ev(bytes.clone()));
+        }
+        self.push(done + lat, ev(bytes));
+    }
+
+    /// Handles one queued event; returns what the node should see, if anything.
+    fn process(&mut self, ev: Ev) -> Option<NetEvent> {
+        let now = self.now_us();
+        match ev {
+            Ev::ToNode { peer, bytes } => {
+                let p = &self.peers[peer as usize];
+                if !p.connected {
+                    return None;
+                }
+                self.bytes_to_node += bytes.len() as u64;
+                self.trace.event(now, "deliver", Some(peer), "", &bytes);
+                Some(NetEvent::Message { peer, bytes })
+            }
+            Ev::ToPeer { peer, bytes } => {
+                let p = &self.peers[peer as usize];
+                if !p.connected {
+                    return None;
+                }
+                let Ok(req) = Message::decode(&bytes, &self.limits) else {
+                    self.trace.event(now, "peer-undecodable", Some(peer), "", &bytes);
+                    return None;
+                };
+                let head = self.peer_head(p);
+                let lo = head.saturating_sub(self.state_history - 1);
+                let chain = &self.chain;
+                let has_root = |r: &B256| (lo..=head).any(|n| chain.state_root(n) == Some(*r));
+                let p = &mut self.peers[peer as usize];
+                let reply = p.server.serve(chain, &has_root, head, &req);
+                if let Some(reply) = reply {
+                    let bytes = reply.encode();
+                    self.transmit(peer, bytes, true);
+                }
+                None
+            }
+            Ev::Block => {
+                let block = self.chain.produce_block();
+                let (number, hash) = (block.header.number, block.header.hash());
+                self.trace.event(now, "block", None, &number.to_string(), hash.as_slice());
+                self.push(now + self.block_time_us, Ev::Block);
+                Some(NetEvent::Head { number, hash })
+            }
+            Ev::Reorg(depth) => {
+                self.chain.reorg(depth);
+                let head = self.chain.head_number();
+                let hash = self.chain.block(head).map(|b| b.header.hash()).unwrap_or_default();
+                self.trace.event(now, "reorg", None, &depth.to_string(), hash.as_slice());
+                Some(NetEvent::Head { number: head, hash })
+            }
+            Ev::Join(peer) => {
+                let p = &mut self.peers[peer as usize];
+                p.present = true;
+                if p.dropped {
+                    return None;
+                }
+                p.connected = true;
+                self.trace.event(now, "join", Some(peer), "", &[]);
+                Some(NetEvent::PeerJoined(peer))
+            }
+            Ev::Reconnect(peer) => {
+                let p = &mut self.peers[peer as usize];
+                if !p.present || p.dropped || p.connected {
+                    return None;
+                }
+                p.connected = true;
+                self.trace.event(now, "reconnect", Some(peer), "", &[]);
+                Some(NetEvent::PeerJoined(peer))
+            }
+            Ev::Leave(peer) => {
+                let p = &mut self.peers[peer as usize];
+                p.present = false;
+                let was = p.connected;
+                p.connected = false;
+                self.trace.event(now, "leave", Some(peer), "", &[]);
+                was.then_some(NetEvent::PeerLeft(peer))
+            }
+            Ev::Disconnect(peer) => {
+                let p = &mut self.peers[peer as usize];
+                let Some((every, down)) = p.flap else { return None };
+                let was = p.connected;
+                p.connected = false;
+                let next = now + down.max(1);
+                self.push(next, Ev::Reconnect(peer));
+                let gap = self.rng.random_range(every / 2..=every.max(1) * 3 / 2);
+                self.push(next + gap, Ev::Disconnect(peer));
+                if was {
+                    self.fault_stats.disconnects += 1;
+                    self.trace.event(now, "disconnect", Some(peer), "", &[]);
+                    return Some(NetEvent::PeerLeft(peer));
+                }
+                None
+            }
+        }
+    }
+}
+
+impl Network for World {
+    fn send(&mut self, peer: u32, bytes: Vec<u8>) {
+        let connected = self.peers.get(peer as usize).is_some_and(|p| p.connected);
+        if !connected {
+            return;
+        }
+        if self.peers[peer as usize].has(Behaviour::Unresponsive) {
+            // still charged on the wire; the server never answers
+        }
+        self.transmit(peer, bytes, false);
+    }
+
+    fn disconnect(&mut self, peer: u32, reason: &str) {
+        let now = self.now_us();
+        if let Some(p) = self.peers.get_mut(peer as usize) {
+            p.dropped = true;
+            p.connected = false;
+        }
+        self.trace.event(now, "peer-dropped", Some(peer), reason, &[]);
+    }
+
+    async fn next_event(&mut self, deadline: Option<Instant>) -> Option<NetEvent> {
+        if self.announce_head {
+            self.announce_head = false;
+            let head = self.chain.head_number();
+            if let Some(b) = self.chain.block(head) {
+                return Some(NetEvent::Head { number: head, hash: b.header.hash() });
+            }
+        }
+        loop {
+            let next = self.queue.first_key_value().map(|((t, _), _)| *t);
+            let dl = deadline.map(|d| d.saturating_duration_since(self.start).as_micros() as u64);
+            match (next, dl) {
+                (Some(t), Some(d)) if t > d => {
+                    tokio::time::sleep_until(deadline?).await;
+                    return None;
+                }
+                (None, Some(_)) => {
+                    tokio::time::sleep_until(deadline?).await;
+                    return None;
+                }
+                (None, None) => return None,
+                _ => {}
+            }
+            let t = next?;
+            tokio::time::sleep_until(self.start + std::time::Duration::from_micros(t)).await;
+            let (_, ev) = self.queue.pop_first()?;
+            if let Some(out) = self.process(ev) {
+                return Some(out);
+            }
+        }
+    }
+
+    fn phase(&mut self, phase: &str) {
+        let now = self.now_us();
+        self.trace.event(now, "phase", None, phase, &[]);
+        self.phases.push((now / 1000, phase.to_string()));
+    }
+}

@@ -1,0 +1,362 @@
+//! Runs one scenario: builds the start state and chain, runs the node on a paused-clock
+//! current-thread tokio runtime inside the simulated world, crashes and restarts it as the
+//! scenario asks, then asks the oracle and checks the expectations.
+
+use crate::chain::{oracle, Chain, ChainParams, SyntheticSpec};
+use crate::net::World;
+use crate::report::{Expectation, PeerReport, Report, Requests};
+use crate::scenario::{Behaviour, Scenario, StateSpec};
+use crate::trace::Trace;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant as WallInstant;
+use syncsim_node::driver::{Node, NodeConfig, NodeOutcome, NodeStats};
+use syncsim_node::state::State;
+use syncsim_node::store::MemStore;
+use syncsim_node::sync::{SizingPolicy, SyncConfig};
+
+/// Options of one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Overrides the scenario's seed.
+    pub seed: Option<u64>,
+    /// Write the trace as JSONL here.
+    pub trace: Option<PathBuf>,
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The genesis file could not be loaded.
+    #[error("{0}")]
+    Genesis(#[from] syncsim_node::genesis::GenesisError),
+    /// The trace file could not be created.
+    #[error("cannot write trace {path}: {err}")]
+    Trace {
+        /// Path.
+        path: PathBuf,
+        /// Error.
+        err: std::io::Error,
+    },
+    /// The runtime could not be built.
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Virtual time after which a run is cut off if the scenario sets no bound.
+const DEFAULT_MAX_VIRTUAL_MS: u64 = 6 * 3600 * 1000;
+
+/// The start state a scenario describes.
+pub fn initial_state(sc: &Scenario, seed: u64) -> Result<State, RunError> {
+    Ok(match &sc.state {
+        StateSpec::Genesis { path } => syncsim_node::genesis::load_genesis(path)?
+            .into_iter()
+            .next()
+            .map(|(_, s)| s)
+            .unwrap_or_default(),
+        StateSpec::Synthetic { accounts, contracts, storage_slots, storage_skew, code_size, unique_codes } => {
+            crate::chain::synthetic_state(
+                &SyntheticSpec {
+                    accounts: *accounts,
+                    contracts: *contracts,
+                    storage_slots: *storage_slots,
+                    storage_skew: *storage_skew,
+                    code_size: *code_size,
+                    unique_codes: *unique_codes,
+                },
+                seed,
+            )
+        }
+    })
+}
+
+/// The node settings a scenario describes.
+pub fn node_config(sc: &Scenario) -> NodeConfig {
+    let s = &sc.sync;
+    let sizing = match s.request_sizing {
+        crate::scenario::SizingPolicy::Adaptive => SizingPolicy::Adaptive,
+        crate::scenario::SizingPolicy::Fixed => SizingPolicy::Fixed,
+        crate::scenario::SizingPolicy::Geth => SizingPolicy::Geth,
+        crate::scenario::SizingPolicy::Harmony => SizingPolicy::Harmony,
+    };
+    NodeConfig {
+        sync: SyncConfig {
+            sizing,
+            account_bytes: s.account_bytes.0,
+            storage_bytes: s.storage_bytes.0,
+            max_codes: s.max_codes as usize,
+            max_trie_nodes: s.max_trie_nodes as usize,
+            concurrency: s.concurrency as usize,
+            request_timeout_ms: s.request_timeout.as_millis() as u64,
+            account_chunks: 16,
+        },
+        pivot_distance: s.pivot_distance,
+        ..NodeConfig::default()
+    }
+}
+
+/// Bytes a downloader must receive for this state (leaves with their keys, codes).
+fn state_bytes(state: &State) -> u64 {
+    let mut total = 0u64;
+    for a in state.accounts.values() {
+        total += 32 + 70;
+        total += a.storage.len() as u64 * (32 + 33);
+    }
+    total + state.codes.values().map(|c| c.len() as u64).sum::<u64>()
+}
+
+/// The time no downloader could beat: bytes over the aggregate bandwidth of the peers able to
+/// serve, plus the round trips every sync needs (headers, a range, healing the root).
+pub fn lower_bound_ms(sc: &Scenario, state: &State) -> u64 {
+    let mut bw = 0.0;
+    let mut min_rtt_ms = f64::MAX;
+    for g in &sc.peers {
+        let useless = g.behaviour.iter().any(|b| {
+            matches!(
+                b,
+                Behaviour::Empty
+                    | Behaviour::Unresponsive
+                    | Behaviour::Stale
+                    | Behaviour::Liar
+                    | Behaviour::CorruptProof
+                    | Behaviour::MissingProof
+                    | Behaviour::GappedRange
+                    | Behaviour::WrongValue
+                    | Behaviour::CorruptCode
+            )
+        });
+        if useless {
+            continue;
+        }
+        let slow = if g.behaviour.contains(&Behaviour::Slow) { 10.0 } else { 1.0 };
+        bw += g.count as f64 * g.bandwidth.0 as f64 / slow;
+        let one_way = match g.latency {
+            crate::scenario::Latency::Uniform { min, .. } => min.as_micros() as f64 / 1000.0,
+            crate::scenario::Latency::LogNormal { median, .. } => median.as_micros() as f64 / 2000.0,
+        };
+        min_rtt_ms = min_rtt_ms.min(2.0 * one_way);
+    }
+    if bw <= 0.0 {
+        return 0;
+    }
+    let transfer = state_bytes(state) as f64 / bw * 1000.0;
+    (transfer + 3.0 * min_rtt_ms.min(1e6)) as u64
+}
+
+/// Runs a scenario to its verdict.
+pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Report, RunError> {
+    let wall = WallInstant::now();
+    let seed = opts.seed.unwrap_or(sc.seed);
+    let state = initial_state(sc, seed)?;
+    let stats = state.stats();
+    let lower = lower_bound_ms(sc, &state);
+    let mut chain = Chain::new(
+        state,
+        ChainParams {
+            changes_per_block: sc.chain.changes_per_block as u32,
+            block_time_ms: sc.chain.block_time.as_millis() as u64,
+        },
+        seed,
+    );
+    for _ in 0..sc.chain.blocks {
+        chain.produce_block();
+    }
+    let trace_out: Option<Box<dyn std::io::Write>> = match &opts.trace {
+        Some(p) => Some(Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|err| RunError::Trace { path: p.clone(), err })?,
+        ))),
+        None => None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(RunError::Runtime)?;
+    let cfg = node_config(sc);
+    let max_virtual = sc.expect.max_virtual_time.map_or(DEFAULT_MAX_VIRTUAL_MS, |d| d.as_millis() as u64 * 2 + 60_000);
+    let crashes = sc.faults.crash;
+    let sync_wall = WallInstant::now();
+    let (outcome, world, stats_by_session, crashes_done, store) = rt.block_on(async move {
+        let mut world = World::new(sc, chain, seed, Trace::new(trace_out));
+        let mut store = MemStore::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6372_6173_68);
+        let start = tokio::time::Instant::now();
+        let end = start + std::time::Duration::from_millis(max_virtual);
+        let mut crashes_left = crashes;
+        let mut crashes_done = 0u32;
+        let mut sessions: Vec<NodeStats> = Vec::new();
+        let mut session = 0u64;
+        let estimate = (lower.max(2000) as f64 * 1.5) as u64;
+        loop {
+            let crash_at = (crashes_left > 0).then(|| {
+                let frac = rng.random_range(0.15..0.6);
+                tokio::time::Instant::now() + std::time::Duration::from_millis((estimate as f64 * frac) as u64)
+            });
+            let stop = crash_at.map_or(end, |c| c.min(end));
+            let mut node = Node::new(&mut world, &mut store, cfg.clone(), session);
+            let res = tokio::time::timeout_at(stop, node.run()).await;
+            let st = node.final_stats();
+            drop(node);
+            world.end_us = world.now_us();
+            sessions.push(st);
+            match res {
+                Ok(outcome) => return (Some(outcome), world, sessions, crashes_done, store),
+                Err(_) if crash_at.is_some_and(|c| c <= stop) && stop < end => {
+                    crashes_left -= 1;
+                    crashes_done += 1;
+                    session += 1;
+                    world.node_crashed();
+                }
+                Err(_) => return (None, world, sessions, crashes_done, store),
+            }
+        }
+    });
+    let sync_wall_ms = sync_wall.elapsed().as_millis() as u64;
+    let mut world = world;
+    world.trace.flush();
+    let virtual_time_ms = world.end_us / 1000;
+    let _ = store;
+
+    // Oracle: replay the canonical chain up to the pivot from the initial flat state.
+    let (pivot, local_root, failure) = match &outcome {
+        Some(NodeOutcome::Synced { pivot, root, .. }) => (*pivot, Some(*root), None),
+        Some(NodeOutcome::Stalled { reason }) => (0, None, Some(format!("stalled: {reason}"))),
+        None => (0, None, Some(format!("virtual time limit ({} s) reached", max_virtual / 1000))),
+    };
+    let oracle_wall = WallInstant::now();
+    let oracle_state = oracle::state_at(world.chain.initial_state(), world.chain.blocks(), pivot);
+    let expected = oracle::oracle_root(&oracle_state);
+    let oracle_root_ms = oracle_wall.elapsed().as_millis() as u64;
+    let header_root = world.chain.state_root(pivot);
+    let converged = local_root == Some(expected) && header_root == Some(expected);
+
+    let mut requests = Requests::default();
+    let mut healed = 0;
+    let mut pivot_moves = 0;
+    let mut dropped_ids = std::collections::BTreeSet::new();
+    let mut penalised_ids = std::collections::BTreeSet::new();
+    for s in &stats_by_session {
+        add(&mut requests.account_range, &s.sync.account_range);
+        add(&mut requests.storage_ranges, &s.sync.storage_ranges);
+        add(&mut requests.bytecodes, &s.sync.bytecodes);
+        add(&mut requests.trie_nodes, &s.sync.trie_nodes);
+        add(&mut requests.headers, &s.headers);
+        healed += s.sync.healed_nodes;
+        pivot_moves += s.pivots.len().saturating_sub(1) as u64;
+        for (p, _) in &s.dropped {
+            dropped_ids.insert(*p);
+        }
+        penalised_ids.extend(s.penalised.iter().copied());
+    }
+    let peers: Vec<PeerReport> = world
+        .peers
+        .iter()
+        .map(|p| PeerReport {
+            id: p.id,
+            behaviour: p.behaviours.iter().map(|b| b.name()).collect::<Vec<_>>().join("+"),
+            dropped: p.dropped || dropped_ids.contains(&p.id),
+            penalised: penalised_ids.contains(&p.id),
+            served: p.served(),
+        })
+        .collect();
+
+    let mut expectations = Vec::new();
+    if sc.expect.converge {
+        expectations.push(Expectation {
+            name: "converge".into(),
+            ok: converged,
+            detail: match &failure {
+                Some(f) => f.clone(),
+                None => format!("node {} vs oracle {expected}", local_root.unwrap_or_default()),
+            },
+        });
+    }
+    if let Some(max) = sc.expect.max_virtual_time {
+        let max = max.as_millis() as u64;
+        expectations.push(Expectation {
+            name: "max_virtual_time".into(),
+            ok: virtual_time_ms <= max,
+            detail: format!("{virtual_time_ms} ms of at most {max} ms"),
+        });
+    }
+    if let Some(max) = sc.expect.max_requests {
+        let n = requests.total_sent();
+        expectations.push(Expectation {
+            name: "max_requests".into(),
+            ok: n <= max,
+            detail: format!("{n} requests of at most {max}"),
+        });
+    }
+    if let Some(list) = &sc.expect.dropped {
+        for b in list {
+            let matching: Vec<&PeerReport> =
+                peers.iter().filter(|p| world.peers[p.id as usize].behaviours.contains(b)).collect();
+            let bad: Vec<u32> = matching.iter().filter(|p| !p.dropped && !p.penalised).map(|p| p.id).collect();
+            expectations.push(Expectation {
+                name: format!("dropped:{}", b.name()),
+                ok: bad.is_empty(),
+                detail: if bad.is_empty() {
+                    format!("all {} peer(s) dropped or penalised", matching.len())
+                } else {
+                    format!("peers {bad:?} neither dropped nor penalised")
+                },
+            });
+        }
+    }
+    let honest_dropped: Vec<u32> = peers
+        .iter()
+        .filter(|p| p.dropped && world.peers[p.id as usize].behaviours.iter().all(|b| !crate::peer::is_hostile(*b)))
+        .map(|p| p.id)
+        .collect();
+    expectations.push(Expectation {
+        name: "no_honest_peer_dropped".into(),
+        ok: honest_dropped.is_empty(),
+        detail: if honest_dropped.is_empty() { "none".into() } else { format!("peers {honest_dropped:?}") },
+    });
+
+    let mut stages = BTreeMap::new();
+    for w in world.phases.windows(2) {
+        *stages.entry(w[0].1.clone()).or_insert(0) += w[1].0 - w[0].0;
+    }
+    if let Some((t, name)) = world.phases.last() {
+        *stages.entry(name.clone()).or_insert(0) += virtual_time_ms.saturating_sub(*t);
+    }
+    Ok(Report {
+        scenario: sc.name.clone(),
+        seed,
+        converged,
+        failure,
+        pivot_block: pivot,
+        head_block: world.chain.head_number(),
+        expected_root: format!("{expected}"),
+        local_root: local_root.map(|r| format!("{r}")).unwrap_or_default(),
+        head_root_ok: converged,
+        virtual_time_ms,
+        wall_time_ms: wall.elapsed().as_millis() as u64,
+        sync_wall_ms,
+        oracle_root_ms,
+        lower_bound_ms: lower,
+        efficiency: if virtual_time_ms > 0 { lower as f64 / virtual_time_ms as f64 } else { 0.0 },
+        state: stats,
+        requests,
+        healed_nodes: healed,
+        pivot_moves,
+        crashes: crashes_done,
+        peers,
+        expectations,
+        events: world.trace.events(),
+        trace_hash: format!("{}", world.trace.hash()),
+        stages,
+        faults: world.fault_stats.clone(),
+    })
+}
+
+fn add(a: &mut syncsim_node::sync::KindStats, b: &syncsim_node::sync::KindStats) {
+    a.sent += b.sent;
+    a.ok += b.ok;
+    a.failed += b.failed;
+    a.timed_out += b.timed_out;
+    a.bytes_in += b.bytes_in;
+}
