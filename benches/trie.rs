@@ -14,7 +14,11 @@ fn accounts(n: usize) -> Vec<(B256, Vec<u8>)> {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut v: Vec<(B256, Vec<u8>)> = (0..n)
         .map(|_| {
-            let a = Account { nonce: rng.random_range(0..1000), balance: U256::from(rng.random::<u64>()), ..Default::default() };
+            let a = Account {
+                nonce: rng.random_range(0..1000),
+                balance: U256::from(rng.random::<u64>()),
+                ..Default::default()
+            };
             (B256::from(rng.random::<[u8; 32]>()), a.encode_full())
         })
         .collect();
@@ -45,7 +49,9 @@ fn bench(c: &mut Criterion) {
     let proof = prove_range(&db, root, &keys[0], keys.last()).unwrap();
     assert_eq!(verify_range(root, &keys[0], &keys, &values, &proof), Ok(true));
     g.sample_size(50);
-    g.bench_function("verify_range_1000_keys", |b| b.iter(|| verify_range(root, &keys[0], &keys, &values, &proof)));
+    g.bench_function("verify_range_1000_keys", |b| {
+        b.iter(|| verify_range(root, &keys[0], &keys, &values, &proof))
+    });
     g.bench_function("prove_range_1000_keys", |b| b.iter(|| prove_range(&db, root, &keys[0], keys.last())));
     g.finish();
 }

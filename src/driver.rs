@@ -62,7 +62,12 @@ pub struct NodeConfig {
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        Self { sync: SyncConfig::default(), pivot_distance: 64, stall_timeout_ms: 600_000, limits: Limits::default() }
+        Self {
+            sync: SyncConfig::default(),
+            pivot_distance: 64,
+            stall_timeout_ms: 600_000,
+            limits: Limits::default(),
+        }
     }
 }
 
@@ -188,13 +193,16 @@ impl<'a, N: Network> Node<'a, N> {
                             }
                             Err(e) => {
                                 self.stats.sync = s.stats();
-                                return NodeOutcome::Stalled { reason: format!("completion walk failed: {e}") };
+                                return NodeOutcome::Stalled {
+                                    reason: format!("completion walk failed: {e}"),
+                                };
                             }
                         }
                     }
                 }
             }
-            let progress_at = self.syncer.as_ref().map_or(0, |s| s.last_progress_at()).max(self.last_progress);
+            let progress_at =
+                self.syncer.as_ref().map_or(0, |s| s.last_progress_at()).max(self.last_progress);
             if now >= progress_at + self.cfg.stall_timeout_ms {
                 if let Some(s) = &self.syncer {
                     self.stats.sync = s.stats();
@@ -206,7 +214,9 @@ impl<'a, N: Network> Node<'a, N> {
                 } else {
                     "no usable replies".to_string()
                 };
-                return NodeOutcome::Stalled { reason: format!("{reason} for {} s", self.cfg.stall_timeout_ms / 1000) };
+                return NodeOutcome::Stalled {
+                    reason: format!("{reason} for {} s", self.cfg.stall_timeout_ms / 1000),
+                };
             }
             let mut deadline = progress_at + self.cfg.stall_timeout_ms;
             if let Some(d) = self.syncer.as_ref().and_then(|s| s.next_deadline()) {
@@ -309,7 +319,9 @@ impl<'a, N: Network> Node<'a, N> {
         let target = head.saturating_sub(self.cfg.pivot_distance);
         match &self.pivot {
             None => Some(target),
-            Some(p) if head > p.number + 2 * self.cfg.pivot_distance.max(1) - 8.min(self.cfg.pivot_distance) => {
+            Some(p)
+                if head > p.number + 2 * self.cfg.pivot_distance.max(1) - 8.min(self.cfg.pivot_distance) =>
+            {
                 Some(target)
             }
             Some(_) => None,
@@ -359,7 +371,8 @@ impl<'a, N: Network> Node<'a, N> {
             self.stats.headers.failed += 1;
             return;
         }
-        let linked = h.headers.windows(2).all(|w| w[1].parent_hash == w[0].hash() && w[1].number == w[0].number + 1);
+        let linked =
+            h.headers.windows(2).all(|w| w[1].parent_hash == w[0].hash() && w[1].number == w[0].number + 1);
         let anchored = h.headers.first().is_some_and(|f| f.number == start)
             && h.headers.last().is_some_and(|l| l.hash() == head_hash);
         if !linked || !anchored {
@@ -378,7 +391,12 @@ impl<'a, N: Network> Node<'a, N> {
         match &mut self.syncer {
             Some(s) => s.set_root(pivot.state_root),
             None => {
-                let mut s = Syncer::new(self.cfg.sync.clone(), pivot.state_root, &*self.store, self.next_id + (1 << 32));
+                let mut s = Syncer::new(
+                    self.cfg.sync.clone(),
+                    pivot.state_root,
+                    &*self.store,
+                    self.next_id + (1 << 32),
+                );
                 for p in &self.peers {
                     s.add_peer(*p);
                 }

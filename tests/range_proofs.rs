@@ -313,11 +313,11 @@ fn geth_edge_cases() {
     // single element range whose key equals the origin, with more to the right
     let (k, v) = &leaves[10];
     let p = prove_range(&db, root, k, Some(k)).unwrap();
-    assert_eq!(verify_range(root, k, &[*k], &[v.clone()], &p), Ok(true));
+    assert_eq!(verify_range(root, k, &[*k], std::slice::from_ref(v), &p), Ok(true));
     // last element: nothing to the right
     let (k, v) = leaves.last().unwrap();
     let p = prove_range(&db, root, k, Some(k)).unwrap();
-    assert_eq!(verify_range(root, k, &[*k], &[v.clone()], &p), Ok(false));
+    assert_eq!(verify_range(root, k, &[*k], std::slice::from_ref(v), &p), Ok(false));
     // a one-leaf trie
     let one = vec![(B256::repeat_byte(5), vec![1u8; 40])];
     let (db1, r1) = store(&one);

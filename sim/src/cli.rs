@@ -94,10 +94,8 @@ pub fn state_root(arg: &str) -> i32 {
             EXIT_USAGE
         }
         Ok(states) => {
-            let selected: Vec<_> = states
-                .iter()
-                .filter(|(name, _)| case.is_none() || name.as_deref() == case)
-                .collect();
+            let selected: Vec<_> =
+                states.iter().filter(|(name, _)| case.is_none() || name.as_deref() == case).collect();
             if selected.is_empty() {
                 eprintln!("error: {file}: no case named {:?}", case.unwrap_or(""));
                 return EXIT_USAGE;
@@ -129,14 +127,15 @@ pub fn verify_range(path: &Path) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let line_of = |key: &str| {
-        text.find(&format!("\"{key}\"")).map_or(1, |off| text[..off].matches('\n').count() + 1)
-    };
+    let line_of =
+        |key: &str| text.find(&format!("\"{key}\"")).map_or(1, |off| text[..off].matches('\n').count() + 1);
     let field = |key: &str| -> Result<&serde_json::Value, String> {
         v.get(key).ok_or_else(|| format!("{}:1: missing key '{key}'", path.display()))
     };
     let hex_of = |key: &str, val: &serde_json::Value| -> Result<Vec<u8>, String> {
-        let s = val.as_str().ok_or_else(|| format!("{}:{}: key '{key}': expected a hex string", path.display(), line_of(key)))?;
+        let s = val.as_str().ok_or_else(|| {
+            format!("{}:{}: key '{key}': expected a hex string", path.display(), line_of(key))
+        })?;
         hex_bytes(s).map_err(|e| format!("{}:{}: key '{key}': {e}", path.display(), line_of(key)))
     };
     let list_of = |key: &str| -> Result<Vec<Vec<u8>>, String> {
@@ -171,7 +170,13 @@ pub fn verify_range(path: &Path) -> i32 {
         return invalid(format!("key {i} has {} bytes, expected 32", k.len()));
     }
     let keys: Vec<B256> = keys.iter().map(|k| B256::from_slice(k)).collect();
-    match syncsim_node::trie::verify_range(B256::from_slice(&root), &B256::from_slice(&first), &keys, &values, &proof) {
+    match syncsim_node::trie::verify_range(
+        B256::from_slice(&root),
+        &B256::from_slice(&first),
+        &keys,
+        &values,
+        &proof,
+    ) {
         Ok(has_more) => {
             println!("{}", serde_json::json!({"valid": true, "has_more": has_more}));
             EXIT_OK

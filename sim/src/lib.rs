@@ -3,9 +3,9 @@
 
 pub mod chain;
 pub mod cli;
-pub mod plot;
 pub mod net;
 pub mod peer;
+pub mod plot;
 pub mod report;
 pub mod runner;
 pub mod scenario;

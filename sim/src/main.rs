@@ -85,7 +85,9 @@ fn run_cmd(
         } else {
             serde_json::to_string_pretty(&reports)
         };
-        if let Err(e) = json.map_err(|e| e.to_string()).and_then(|j| std::fs::write(&path, j).map_err(|e| e.to_string())) {
+        if let Err(e) =
+            json.map_err(|e| e.to_string()).and_then(|j| std::fs::write(&path, j).map_err(|e| e.to_string()))
+        {
             eprintln!("error: cannot write {}: {e}", path.display());
             return EXIT_USAGE;
         }

@@ -252,7 +252,10 @@ impl World {
             self.trace.event(now, "drop", Some(peer), kind, &bytes);
             return;
         }
-        if self.faults.corrupt > 0.0 && !bytes.is_empty() && self.rng.random_bool(self.faults.corrupt.min(1.0)) {
+        if self.faults.corrupt > 0.0
+            && !bytes.is_empty()
+            && self.rng.random_bool(self.faults.corrupt.min(1.0))
+        {
             self.fault_stats.corrupted += 1;
             let flips = self.rng.random_range(1..=3);
             for _ in 0..flips {
@@ -274,7 +277,8 @@ impl World {
         }
         let dup = self.faults.duplicate > 0.0 && self.rng.random_bool(self.faults.duplicate.min(1.0));
         self.trace.event(now, if to_node { "reply" } else { "send" }, Some(peer), kind, &bytes);
-        let ev = |b: Vec<u8>| if to_node { Ev::ToNode { peer, bytes: b } } else { Ev::ToPeer { peer, bytes: b } };
+        let ev =
+            |b: Vec<u8>| if to_node { Ev::ToNode { peer, bytes: b } } else { Ev::ToPeer { peer, bytes: b } };
         if dup {
             self.fault_stats.duplicated += 1;
             let extra = sample_latency_us(&mut self.rng, &self.peers[peer as usize].latency);

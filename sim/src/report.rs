@@ -25,10 +25,17 @@ pub struct Requests {
 impl Requests {
     /// Total requests sent.
     pub fn total_sent(&self) -> u64 {
-        [&self.account_range, &self.storage_ranges, &self.bytecodes, &self.trie_nodes, &self.headers, &self.bodies]
-            .iter()
-            .map(|k| k.sent)
-            .sum()
+        [
+            &self.account_range,
+            &self.storage_ranges,
+            &self.bytecodes,
+            &self.trie_nodes,
+            &self.headers,
+            &self.bodies,
+        ]
+        .iter()
+        .map(|k| k.sent)
+        .sum()
     }
 }
 
@@ -174,7 +181,8 @@ impl Report {
             self.healed_nodes, self.pivot_moves, self.crashes, self.events
         );
         if !self.stages.is_empty() {
-            let st: Vec<String> = self.stages.iter().map(|(k, v)| format!("{k} {:.1}s", *v as f64 / 1000.0)).collect();
+            let st: Vec<String> =
+                self.stages.iter().map(|(k, v)| format!("{k} {:.1}s", *v as f64 / 1000.0)).collect();
             let _ = writeln!(s, "  stages: {}", st.join(", "));
         }
         let dropped: Vec<String> =

@@ -51,24 +51,27 @@ const DEFAULT_MAX_VIRTUAL_MS: u64 = 6 * 3600 * 1000;
 /// The start state a scenario describes.
 pub fn initial_state(sc: &Scenario, seed: u64) -> Result<State, RunError> {
     Ok(match &sc.state {
-        StateSpec::Genesis { path } => syncsim_node::genesis::load_genesis(path)?
-            .into_iter()
-            .next()
-            .map(|(_, s)| s)
-            .unwrap_or_default(),
-        StateSpec::Synthetic { accounts, contracts, storage_slots, storage_skew, code_size, unique_codes } => {
-            crate::chain::synthetic_state(
-                &SyntheticSpec {
-                    accounts: *accounts,
-                    contracts: *contracts,
-                    storage_slots: *storage_slots,
-                    storage_skew: *storage_skew,
-                    code_size: *code_size,
-                    unique_codes: *unique_codes,
-                },
-                seed,
-            )
+        StateSpec::Genesis { path } => {
+            syncsim_node::genesis::load_genesis(path)?.into_iter().next().map(|(_, s)| s).unwrap_or_default()
         }
+        StateSpec::Synthetic {
+            accounts,
+            contracts,
+            storage_slots,
+            storage_skew,
+            code_size,
+            unique_codes,
+        } => crate::chain::synthetic_state(
+            &SyntheticSpec {
+                accounts: *accounts,
+                contracts: *contracts,
+                storage_slots: *storage_slots,
+                storage_skew: *storage_skew,
+                code_size: *code_size,
+                unique_codes: *unique_codes,
+            },
+            seed,
+        ),
     })
 }
 
@@ -175,7 +178,8 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Report, RunError> {
         .build()
         .map_err(RunError::Runtime)?;
     let cfg = node_config(sc);
-    let max_virtual = sc.expect.max_virtual_time.map_or(DEFAULT_MAX_VIRTUAL_MS, |d| d.as_millis() as u64 * 2 + 60_000);
+    let max_virtual =
+        sc.expect.max_virtual_time.map_or(DEFAULT_MAX_VIRTUAL_MS, |d| d.as_millis() as u64 * 2 + 60_000);
     let crashes = sc.faults.crash;
     let sync_wall = WallInstant::now();
     let (outcome, world, stats_by_session, crashes_done, store) = rt.block_on(async move {
@@ -192,7 +196,8 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Report, RunError> {
         loop {
             let crash_at = (crashes_left > 0).then(|| {
                 let frac = rng.random_range(0.15..0.6);
-                tokio::time::Instant::now() + std::time::Duration::from_millis((estimate as f64 * frac) as u64)
+                tokio::time::Instant::now()
+                    + std::time::Duration::from_millis((estimate as f64 * frac) as u64)
             });
             let stop = crash_at.map_or(end, |c| c.min(end));
             let mut node = Node::new(&mut world, &mut store, cfg.clone(), session);
@@ -293,7 +298,8 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Report, RunError> {
         for b in list {
             let matching: Vec<&PeerReport> =
                 peers.iter().filter(|p| world.peers[p.id as usize].behaviours.contains(b)).collect();
-            let bad: Vec<u32> = matching.iter().filter(|p| !p.dropped && !p.penalised).map(|p| p.id).collect();
+            let bad: Vec<u32> =
+                matching.iter().filter(|p| !p.dropped && !p.penalised).map(|p| p.id).collect();
             expectations.push(Expectation {
                 name: format!("dropped:{}", b.name()),
                 ok: bad.is_empty(),
@@ -307,7 +313,9 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Report, RunError> {
     }
     let honest_dropped: Vec<u32> = peers
         .iter()
-        .filter(|p| p.dropped && world.peers[p.id as usize].behaviours.iter().all(|b| !crate::peer::is_hostile(*b)))
+        .filter(|p| {
+            p.dropped && world.peers[p.id as usize].behaviours.iter().all(|b| !crate::peer::is_hostile(*b))
+        })
         .map(|p| p.id)
         .collect();
     expectations.push(Expectation {

@@ -122,7 +122,10 @@ impl Healer {
     pub fn requeue_nodes(&mut self, items: impl IntoIterator<Item = HealItem>) {
         for it in items {
             if self.parents.contains_key(&it.hash) && !self.pending.contains_key(&it.hash) {
-                self.queue.insert((Reverse(it.path.path.len() + it.path.account.map_or(0, |_| 64)), it.path), it.hash);
+                self.queue.insert(
+                    (Reverse(it.path.path.len() + it.path.account.map_or(0, |_| 64)), it.path),
+                    it.hash,
+                );
             }
         }
     }
@@ -198,22 +201,23 @@ impl Healer {
         missing: &mut usize,
         leaves: &mut Vec<(Vec<u8>, Vec<u8>)>,
     ) {
-        let child_at = |this: &mut Self, path: Vec<u8>, r: &ChildRef, missing: &mut usize, leaves: &mut Vec<_>| {
-            let p = HealPath { account: at.account, path };
-            match r {
-                ChildRef::Hash(h) => {
-                    if !this.present(store, h) {
-                        *missing += 1;
-                        this.want_node(*h, p, Some(me));
+        let child_at =
+            |this: &mut Self, path: Vec<u8>, r: &ChildRef, missing: &mut usize, leaves: &mut Vec<_>| {
+                let p = HealPath { account: at.account, path };
+                match r {
+                    ChildRef::Hash(h) => {
+                        if !this.present(store, h) {
+                            *missing += 1;
+                            this.want_node(*h, p, Some(me));
+                        }
+                    }
+                    ChildRef::Inline(raw) => {
+                        if let Ok(n) = Node::decode(raw) {
+                            this.scan(store, &n, &p, me, missing, leaves);
+                        }
                     }
                 }
-                ChildRef::Inline(raw) => {
-                    if let Ok(n) = Node::decode(raw) {
-                        this.scan(store, &n, &p, me, missing, leaves);
-                    }
-                }
-            }
-        };
+            };
         match node {
             Node::Leaf { path, value } => {
                 let mut full = at.path.clone();
@@ -274,10 +278,16 @@ impl Healer {
     }
 }
 
-/// Matches a TrieNodes reply against the items asked, in order: returns the delivered
-/// (item, node) pairs and the undelivered items, or `Err` if a node was not asked for or came
-/// out of order.
-pub fn match_nodes(asked: &[HealItem], nodes: Vec<Vec<u8>>) -> Result<(Vec<(HealItem, Vec<u8>)>, Vec<HealItem>), ()> {
+/// A TrieNodes reply held a node that was not asked for, or came out of order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unrequested or out-of-order trie node")]
+pub struct Unrequested;
+
+/// Trie-node reply matched against the request: delivered (item, node) pairs, undelivered items.
+pub type Matched = (Vec<(HealItem, Vec<u8>)>, Vec<HealItem>);
+
+/// Matches a TrieNodes reply against the items asked, in order (gaps allowed).
+pub fn match_nodes(asked: &[HealItem], nodes: Vec<Vec<u8>>) -> Result<Matched, Unrequested> {
     let mut delivered = Vec::new();
     let mut missing = Vec::new();
     let mut j = 0;
@@ -288,7 +298,7 @@ pub fn match_nodes(asked: &[HealItem], nodes: Vec<Vec<u8>>) -> Result<(Vec<(Heal
             j += 1;
         }
         if j == asked.len() {
-            return Err(());
+            return Err(Unrequested);
         }
         delivered.push((asked[j].clone(), node));
         j += 1;

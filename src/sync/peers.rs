@@ -165,7 +165,8 @@ impl PeerState {
                 if self.rtt_ms == 0.0 {
                     cfg.request_timeout_ms
                 } else {
-                    let transfer = if self.bandwidth > 0.0 { 2_100_000.0 / self.bandwidth * 1000.0 } else { 0.0 };
+                    let transfer =
+                        if self.bandwidth > 0.0 { 2_100_000.0 / self.bandwidth * 1000.0 } else { 0.0 };
                     ((3.0 * self.rtt_ms + transfer) as u64).clamp(500, cfg.request_timeout_ms)
                 }
             }

@@ -301,7 +301,8 @@ impl Syncer {
 
     /// Expires requests whose deadline passed.
     pub fn on_tick(&mut self, now: u64) -> Vec<Action> {
-        let expired: Vec<u64> = self.requests.iter().filter(|(_, r)| r.deadline <= now).map(|(id, _)| *id).collect();
+        let expired: Vec<u64> =
+            self.requests.iter().filter(|(_, r)| r.deadline <= now).map(|(id, _)| *id).collect();
         for id in expired {
             if let Some(r) = self.requests.remove(&id) {
                 debug!(id, peer = r.peer, kind = ?r.kind, "request timed out");
@@ -334,7 +335,13 @@ impl Syncer {
     }
 
     /// Handles a decoded reply. Commits what it accepts to `store`.
-    pub fn on_message(&mut self, now: u64, peer: PeerId, msg: Message, store: &mut dyn SyncStore) -> Vec<Action> {
+    pub fn on_message(
+        &mut self,
+        now: u64,
+        peer: PeerId,
+        msg: Message,
+        store: &mut dyn SyncStore,
+    ) -> Vec<Action> {
         let Some(id) = msg.request_id() else { return Vec::new() };
         let Some(req) = self.requests.get(&id) else {
             self.stats.unexpected_replies += 1;
@@ -359,9 +366,13 @@ impl Syncer {
             (Message::StorageRanges(r), Work::Storage { accounts, origin }) => {
                 self.on_storage(&mut batch, &req, r, accounts, origin)
             }
-            (Message::ByteCodes(r), Work::Codes { hashes, heal }) => self.on_codes(&mut batch, r, hashes, heal),
+            (Message::ByteCodes(r), Work::Codes { hashes, heal }) => {
+                self.on_codes(&mut batch, r, hashes, heal)
+            }
             (Message::TrieNodes(r), Work::Heal { items }) => self.on_trie_nodes(store, &mut batch, r, items),
-            (other, _) => Verdict::Fault(format!("{} in reply to a {:?} request", other.kind_name(), req.kind)),
+            (other, _) => {
+                Verdict::Fault(format!("{} in reply to a {:?} request", other.kind_name(), req.kind))
+            }
         };
         let mut actions = Vec::new();
         match verdict {
@@ -517,7 +528,11 @@ impl Syncer {
             let proven = last && !r.proof.is_empty();
             if proven {
                 match verify_range(root, &first_origin, &keys, &values, &r.proof) {
-                    Ok(more) => outcome.push((acct, !more, if more { keys.last().and_then(|k| inc(*k)) } else { None })),
+                    Ok(more) => outcome.push((
+                        acct,
+                        !more,
+                        if more { keys.last().and_then(|k| inc(*k)) } else { None },
+                    )),
                     Err(e) => return Verdict::Fault(format!("storage proof: {e}")),
                 }
             } else {
@@ -632,7 +647,7 @@ impl Syncer {
             Verdict::Fault("more trie nodes than asked".into())
         } else {
             match match_nodes(&items, r.nodes.into_iter().map(|b| b.to_vec()).collect()) {
-                Err(()) => {
+                Err(_) => {
                     healer.requeue_nodes(items);
                     Verdict::Fault("unrequested or out-of-order trie node".into())
                 }
@@ -666,7 +681,8 @@ impl Syncer {
     /// Builds and stores trie nodes over finished storage tries and account chunks.
     pub fn generate(&mut self, store: &mut dyn SyncStore) {
         let mut batch = WriteBatch::default();
-        let done: Vec<B256> = self.progress.storage.iter().filter(|(_, t)| t.complete).map(|(a, _)| *a).collect();
+        let done: Vec<B256> =
+            self.progress.storage.iter().filter(|(_, t)| t.complete).map(|(a, _)| *a).collect();
         for acct in &done {
             let slots = store.slots_of(acct);
             build(&slots, &mut |n| batch.nodes.push((n.hash, n.rlp.to_vec())));
@@ -695,7 +711,10 @@ impl Syncer {
         p.sent(kind);
         let deadline = now + p.timeout_ms(&self.cfg);
         let id = msg.request_id().unwrap_or_default();
-        self.requests.insert(id, InFlight { peer, kind, root: self.progress.root, sent_at: now, deadline, bytes, work });
+        self.requests.insert(
+            id,
+            InFlight { peer, kind, root: self.progress.root, sent_at: now, deadline, bytes, work },
+        );
         self.stats.kind(kind).sent += 1;
         Action::Send { peer, msg }
     }
@@ -708,10 +727,12 @@ impl Syncer {
     /// Assigns queued work to idle peers.
     pub fn poll(&mut self, now: u64, store: &mut dyn SyncStore) -> Vec<Action> {
         let mut out = Vec::new();
-        if self.accounts_done() && self.progress.storage.is_empty() && self.progress.codes.is_empty() {
-            if self.healer.is_none() {
-                self.healer = Some(Healer::new(self.progress.root, store));
-            }
+        if self.healer.is_none()
+            && self.accounts_done()
+            && self.progress.storage.is_empty()
+            && self.progress.codes.is_empty()
+        {
+            self.healer = Some(Healer::new(self.progress.root, store));
         }
         let mut order: Vec<(PeerId, f64)> = self
             .peers
@@ -816,7 +837,11 @@ impl Syncer {
                 self.codes_in_flight.extend(hashes.iter().copied());
                 let bytes = p.range_bytes(&self.cfg, self.cfg.account_bytes);
                 let id = self.id();
-                let msg = Message::GetByteCodes(GetByteCodes { request_id: id, hashes: hashes.clone(), response_bytes: bytes });
+                let msg = Message::GetByteCodes(GetByteCodes {
+                    request_id: id,
+                    hashes: hashes.clone(),
+                    response_bytes: bytes,
+                });
                 Some(self.send(now, peer, kind, bytes, Work::Codes { hashes, heal }, msg))
             }
             Kind::TrieNodes => {
@@ -839,7 +864,10 @@ impl Syncer {
                                     set.push(Bytes::from(it.path.compact()));
                                 }
                             } else {
-                                paths.push(vec![Bytes::copy_from_slice(a.as_slice()), Bytes::from(it.path.compact())]);
+                                paths.push(vec![
+                                    Bytes::copy_from_slice(a.as_slice()),
+                                    Bytes::from(it.path.compact()),
+                                ]);
                                 last_account = Some(a);
                             }
                         }
@@ -847,7 +875,12 @@ impl Syncer {
                 }
                 let bytes = p.range_bytes(&self.cfg, self.cfg.account_bytes);
                 let id = self.id();
-                let msg = Message::GetTrieNodes(GetTrieNodes { request_id: id, root, paths, response_bytes: bytes });
+                let msg = Message::GetTrieNodes(GetTrieNodes {
+                    request_id: id,
+                    root,
+                    paths,
+                    response_bytes: bytes,
+                });
                 Some(self.send(now, peer, kind, bytes, Work::Heal { items }, msg))
             }
         }
@@ -925,7 +958,10 @@ fn generate_chunk(store: &dyn SyncStore, t: &AccountTask, batch: &mut WriteBatch
     build(&leaves, &mut |n| {
         let inside = min_key_with_prefix(n.path) >= t.start && max_key_with_prefix(n.path) <= t.last;
         let clean = dirty_before[n.leaves.end] == dirty_before[n.leaves.start];
-        if inside && clean && (!n.path.is_empty() || (t.start == B256::ZERO && t.last == B256::repeat_byte(0xff))) {
+        if inside
+            && clean
+            && (!n.path.is_empty() || (t.start == B256::ZERO && t.last == B256::repeat_byte(0xff)))
+        {
             batch.nodes.push((n.hash, n.rlp.to_vec()));
         }
     });

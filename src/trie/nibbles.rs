@@ -6,7 +6,7 @@ use crate::primitives::B256;
 #[inline]
 pub fn nibble(key: &B256, i: usize) -> u8 {
     let b = key[i / 2];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         b >> 4
     } else {
         b & 0x0f

@@ -213,10 +213,11 @@ fn edge(map: &ProofMap<'_>, root: B256, key: &B256, side: Side) -> Result<Vec<It
                         path.pop();
                     }
                 }
-                children[n].take().map(|c| {
+                let next = children[n].take();
+                if next.is_some() {
                     path.push(n as u8);
-                    c
-                })
+                }
+                next
             }
             Node::Extension { path: ext, child } => {
                 let depth = path.len();
