@@ -219,7 +219,7 @@ impl<'a, N: Network> Node<'a, N> {
                 };
             }
             let mut deadline = progress_at + self.cfg.stall_timeout_ms;
-            if let Some(d) = self.syncer.as_ref().and_then(|s| s.next_deadline()) {
+            if let Some(d) = self.syncer.as_ref().and_then(|s| s.next_deadline(now)) {
                 deadline = deadline.min(d.max(now));
             }
             let mut deadline = self.at(deadline);
@@ -313,17 +313,20 @@ impl<'a, N: Network> Node<'a, N> {
         }
     }
 
+    /// How far the head may run ahead of the pivot before the pivot moves: geth's
+    /// `2 * distance - 8` for its distance of 64, scaled for other distances.
+    fn pivot_move_after(&self) -> u64 {
+        let d = self.cfg.pivot_distance.max(1);
+        (2 * d - (d / 8).max(1)).max(d + 1)
+    }
+
     /// Whether the pivot should be (re)chosen for the current head.
     fn pivot_target(&self) -> Option<u64> {
         let (head, _) = self.head?;
         let target = head.saturating_sub(self.cfg.pivot_distance);
         match &self.pivot {
             None => Some(target),
-            Some(p)
-                if head > p.number + 2 * self.cfg.pivot_distance.max(1) - 8.min(self.cfg.pivot_distance) =>
-            {
-                Some(target)
-            }
+            Some(p) if head.saturating_sub(p.number) >= self.pivot_move_after() => Some(target),
             Some(_) => None,
         }
     }

@@ -271,10 +271,10 @@ impl Syncer {
         self.requests.values().any(|r| matches!(r.work, Work::Accounts { chunk: c, .. } if c == chunk))
     }
 
-    /// The earliest deadline of a request in flight.
-    pub fn next_deadline(&self) -> Option<u64> {
+    /// The next moment something is due: a request deadline, or a benched peer's return.
+    pub fn next_deadline(&self, now: u64) -> Option<u64> {
         let d = self.requests.values().map(|r| r.deadline).min();
-        let bench = self.peers.values().map(|p| p.benched_until).filter(|b| *b > 0).min();
+        let bench = self.peers.values().map(|p| p.benched_until).filter(|b| *b > now).min();
         match (d, bench) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
