@@ -1,0 +1,223 @@
+//! The binary as users drive it: exit codes, messages, JSON output, determinism across
+//! processes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_syncsim"))
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    let p = root().join("../shared/fixtures").join(rel);
+    if p.exists() {
+        p
+    } else {
+        Path::new("/work/shared/fixtures").join(rel)
+    }
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("syncsim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn state_root_of_every_genesis_fixture() {
+    for (file, root) in [
+        ("genesis/mainnet.json", "0xd7f8974fb5ac78d9ac099b9ad5018bedc2ce0a72dad1827a1709da30580f0544"),
+        (
+            "genesis/sepolia-genesis.json",
+            "0x5eb6e371a698b8d68f665192350ffcecbbbf322916f4b51bd79bb6887da3f494",
+        ),
+        (
+            "genesis/holesky-genesis.json",
+            "0x69d8c9d72f6fa4ad42d4702b433707212f90db395eb54dc20bc85de253788783",
+        ),
+        ("genesis/hoodi-genesis.json", "0xda87d7f5f91c51508791bbcbd4aa5baf04917830b86985eeb9ad3d5bfb657576"),
+    ] {
+        let o = bin().arg("state-root").arg(fixture(file)).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{file}: {:?}", text(&o));
+        assert_eq!(text(&o).0.trim(), root, "{file}");
+    }
+    let o = bin().arg("state-root").arg(fixture("genesis/basic_genesis_tests.json")).output().unwrap();
+    let out = text(&o).0;
+    assert!(
+        out.contains("test1 0xdd406a973a0a5a9826d00da276e996d28426d24f12b8fa683723e9db532b8c59"),
+        "{out}"
+    );
+    assert!(
+        out.contains("test2 0x9178d0f23c965d81f0834a4c72c6253ce6830f4022b1359aaebfc1ecba442d4e"),
+        "{out}"
+    );
+    assert!(
+        out.contains("test3 0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421"),
+        "{out}"
+    );
+    let sel = format!("{}#test1", fixture("genesis/basic_genesis_tests.json").display());
+    let o = bin().arg("state-root").arg(sel).output().unwrap();
+    assert_eq!(text(&o).0.trim(), "0xdd406a973a0a5a9826d00da276e996d28426d24f12b8fa683723e9db532b8c59");
+    let o = bin().arg("state-root").arg(fixture("genesis/mainnet-genesishashestest.json")).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let o = bin().arg("state-root").arg("/nonexistent.json").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+fn verify_case(json: &str) -> (Option<i32>, String, String) {
+    let p = tmp(&format!("case-{:x}.json", alloy_primitives::keccak256(json.as_bytes()).0[0]));
+    std::fs::write(&p, json).unwrap();
+    let o = bin().arg("verify-range").arg(&p).output().unwrap();
+    let (a, b) = text(&o);
+    (o.status.code(), a, b)
+}
+
+#[test]
+fn verify_range_valid_invalid_and_malformed() {
+    use syncsim_node::primitives::B256;
+    use syncsim_node::trie::{build::build, prove_range, MemNodes};
+    let leaves: Vec<(B256, Vec<u8>)> = (1..=50u8).map(|i| (B256::repeat_byte(i * 5), vec![i; 40])).collect();
+    let mut db = MemNodes::default();
+    let root = build(&leaves, &mut |n| db.insert_hashed(n.hash, n.rlp));
+    let (keys, values): (Vec<_>, Vec<_>) = leaves[10..20].iter().cloned().unzip();
+    let proof = prove_range(&db, root, &keys[0], keys.last()).unwrap();
+    let hex = |b: &[u8]| format!("0x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>());
+    let case = |vals: &[Vec<u8>]| {
+        serde_json::json!({
+            "root": hex(root.as_slice()),
+            "first_key": hex(keys[0].as_slice()),
+            "keys": keys.iter().map(|k| hex(k.as_slice())).collect::<Vec<_>>(),
+            "values": vals.iter().map(|v| hex(v)).collect::<Vec<_>>(),
+            "proof": proof.iter().map(|p| hex(p)).collect::<Vec<_>>(),
+        })
+        .to_string()
+    };
+    let (code, out, _) = verify_case(&case(&values));
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out.trim(), r#"{"has_more":true,"valid":true}"#);
+    let mut bad = values.clone();
+    bad[3][0] ^= 1;
+    let (code, out, _) = verify_case(&case(&bad));
+    assert_eq!(code, Some(1));
+    assert!(out.contains(r#""valid":false"#), "{out}");
+    for malformed in [
+        "",
+        "{",
+        "[]",
+        r#"{"root":"0x00"}"#,
+        r#"{"root":"zz","first_key":"0x","keys":[],"values":[],"proof":[]}"#,
+        "\u{0}\u{1}garbage",
+    ] {
+        let (code, _, err) = verify_case(malformed);
+        assert_eq!(code, Some(2), "{malformed:?}");
+        assert!(err.contains("error"), "{err}");
+    }
+}
+
+fn scenario_error(body: &str) -> (Option<i32>, String) {
+    let p = tmp(&format!("bad-{:x}.toml", alloy_primitives::keccak256(body.as_bytes()).0[0]));
+    std::fs::write(&p, body).unwrap();
+    let o = bin().arg("run").arg(&p).output().unwrap();
+    (o.status.code(), text(&o).1)
+}
+
+#[test]
+fn bad_scenarios_exit_2_naming_file_line_and_key() {
+    let base = "name = \"x\"\n[state]\naccounts = 10\n[[peers]]\ncount = 1\n";
+    let cases = [
+        (format!("{base}bogus = 1\n"), "6", "peers[0].bogus"),
+        ("name = \"x\"\n[state]\naccounts = \"many\"\n[[peers]]\n".to_string(), "3", "state.accounts"),
+        ("name = \"x\"\n[state]\naccounts = 10\n[[peers]]\ncount = -1\n".to_string(), "5", "peers[0].count"),
+        ("name = \"x\"\n[state]\ngenesis = \"missing.json\"\n[[peers]]\n".to_string(), "3", "state.genesis"),
+        ("name = \"x\"\n[state]\naccounts = 10\npeers = []\n".to_string(), "", "peers"),
+        ("name = \"x\"\n[state]\naccounts = 10\n".to_string(), "", "peers"),
+    ];
+    for (body, line, key) in cases {
+        let (code, err) = scenario_error(&body);
+        assert_eq!(code, Some(2), "{body}\n{err}");
+        assert!(err.contains(".toml"), "no file in {err:?}");
+        assert!(err.contains(&format!(":{line}")), "no line {line} in {err:?}");
+        assert!(err.contains(key), "no key {key} in {err:?}");
+    }
+}
+
+fn run_report(seed: &str, name: &str) -> serde_json::Value {
+    let report = tmp(name);
+    let o = bin()
+        .args(["run", root().join("scenarios/quickstart.toml").to_str().unwrap(), "--seed", seed, "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    for k in ["wall_time_ms", "sync_wall_ms", "oracle_root_ms"] {
+        v.as_object_mut().unwrap().remove(k);
+    }
+    v
+}
+
+#[test]
+fn same_seed_same_trace_in_separate_processes() {
+    let a = run_report("7", "det-a.json");
+    let b = run_report("7", "det-b.json");
+    assert_eq!(a, b, "reports differ between two processes");
+    let c = run_report("8", "det-c.json");
+    assert_ne!(a["trace_hash"], c["trace_hash"], "a different seed gave the same trace");
+}
+
+#[test]
+fn run_writes_report_trace_and_plot() {
+    let (r, t, p) = (tmp("r.json"), tmp("t.jsonl"), tmp("p.svg"));
+    let o = bin()
+        .args(["run", root().join("scenarios/one-honest-peer.toml").to_str().unwrap(), "--report"])
+        .arg(&r)
+        .arg("--trace")
+        .arg(&t)
+        .arg("--plot")
+        .arg(&p)
+        .args(["--set", "sync.account_bytes=128KiB"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&r).unwrap()).unwrap();
+    for key in [
+        "scenario",
+        "seed",
+        "converged",
+        "pivot_block",
+        "head_block",
+        "expected_root",
+        "local_root",
+        "head_root_ok",
+        "virtual_time_ms",
+        "wall_time_ms",
+        "sync_wall_ms",
+        "oracle_root_ms",
+        "lower_bound_ms",
+        "state",
+        "requests",
+        "healed_nodes",
+        "pivot_moves",
+        "crashes",
+        "peers",
+        "expectations",
+        "events",
+        "trace_hash",
+    ] {
+        assert!(v.get(key).is_some(), "report lacks {key}");
+    }
+    assert_eq!(v["requests"]["trie_nodes"]["sent"], 1, "a clean sync heals exactly the root");
+    let lines = std::fs::read_to_string(&t).unwrap();
+    assert!(lines.lines().count() as u64 == v["events"].as_u64().unwrap());
+    assert!(std::fs::read_to_string(&p).unwrap().starts_with("<svg"));
+    let o = bin().args(["run", "x.toml", "--set", "nonsense"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
