@@ -287,6 +287,17 @@ impl World {
         self.push(done + lat, ev(bytes));
     }
 
+    /// What peer `peer` answers to `req` right now: it serves the roots of its last
+    /// `state_history` blocks (fewer if it lags) and empty replies for any other.
+    pub fn serve(&mut self, peer: u32, req: &Message) -> Option<Message> {
+        let p = &self.peers[peer as usize];
+        let head = self.peer_head(p);
+        let lo = head.saturating_sub(self.state_history - 1);
+        let chain = &self.chain;
+        let has_root = |r: &B256| (lo..=head).any(|n| chain.state_root(n) == Some(*r));
+        self.peers[peer as usize].server.serve(chain, &has_root, head, req)
+    }
+
     /// Handles one queued event; returns what the node should see, if anything.
     fn process(&mut self, ev: Ev) -> Option<NetEvent> {
         let now = self.now_us();
@@ -309,13 +320,7 @@ impl World {
                     self.trace.event(now, "peer-undecodable", Some(peer), "", &bytes);
                     return None;
                 };
-                let head = self.peer_head(p);
-                let lo = head.saturating_sub(self.state_history - 1);
-                let chain = &self.chain;
-                let has_root = |r: &B256| (lo..=head).any(|n| chain.state_root(n) == Some(*r));
-                let p = &mut self.peers[peer as usize];
-                let reply = p.server.serve(chain, &has_root, head, &req);
-                if let Some(reply) = reply {
+                if let Some(reply) = self.serve(peer, &req) {
                     let bytes = reply.encode();
                     self.transmit(peer, bytes, true);
                 }
@@ -439,5 +444,87 @@ impl Network for World {
         let now = self.now_us();
         self.trace.event(now, "phase", None, phase, &[]);
         self.phases.push((now / 1000, phase.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::{synthetic_state, ChainParams, SyntheticSpec};
+    use syncsim_node::codec::GetAccountRange;
+
+    fn world(faults: &str, history: u64) -> World {
+        let text = format!(
+            "name = \"t\"\n[state]\naccounts = 200\n[chain]\nstate_history = {history}\n[[peers]]\ncount = 2\n[faults]\n{faults}\n"
+        );
+        let sc = Scenario::parse(&text, std::path::Path::new("t.toml")).expect("scenario");
+        let state = synthetic_state(&SyntheticSpec { accounts: 200, ..Default::default() }, 1);
+        let chain = Chain::new(state, ChainParams { changes_per_block: 5, block_time_ms: 1000 }, 1);
+        World::new(&sc, chain, 9, Trace::new(None))
+    }
+
+    fn rate(count: u64, n: u64) -> f64 {
+        count as f64 / n as f64
+    }
+
+    #[test]
+    fn faults_happen_at_their_configured_rate() {
+        const N: u64 = 10_000;
+        for (key, pick) in [
+            ("drop", (|f: &FaultStats| f.dropped) as fn(&FaultStats) -> u64),
+            ("duplicate", |f| f.duplicated),
+            ("reorder", |f| f.reordered),
+            ("corrupt", |f| f.corrupted),
+        ] {
+            let mut w = world(&format!("{key} = 0.1"), 128);
+            for i in 0..N {
+                w.transmit((i % 2) as u32, vec![0x00, 1, 2, 3, 4, 5, 6, 7], i % 3 == 0);
+            }
+            let r = rate(pick(&w.fault_stats), N);
+            assert!((r - 0.1).abs() <= 0.02, "{key}: rate {r}");
+        }
+        // corrupt flips bytes of what is delivered
+        let mut w = world("corrupt = 1.0", 128);
+        w.transmit(0, vec![0u8; 64], true);
+        let delivered: Vec<Vec<u8>> = w
+            .queue
+            .values()
+            .filter_map(|e| match e {
+                Ev::ToNode { bytes, .. } => Some(bytes.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(delivered.len(), 1);
+        assert!(delivered[0].iter().any(|b| *b != 0));
+    }
+
+    #[test]
+    fn peers_serve_their_history_and_nothing_older() {
+        let mut w = world("", 4);
+        for _ in 0..10 {
+            w.chain.produce_block();
+        }
+        for n in 0..=10u64 {
+            let root = w.chain.state_root(n).expect("root");
+            let req = Message::GetAccountRange(GetAccountRange {
+                request_id: n,
+                root,
+                starting_hash: B256::ZERO,
+                limit_hash: B256::repeat_byte(0xff),
+                response_bytes: 1 << 20,
+            });
+            let Some(Message::AccountRange(r)) = w.serve(0, &req) else { panic!("no reply") };
+            let in_window = n >= 7;
+            assert_eq!(!r.accounts.is_empty(), in_window, "block {n}");
+            if in_window {
+                let keys: Vec<B256> = r.accounts.iter().map(|a| a.hash).collect();
+                let values: Vec<Vec<u8>> = r
+                    .accounts
+                    .iter()
+                    .map(|a| syncsim_node::account::Account::decode_slim(&a.body).expect("slim").encode_full())
+                    .collect();
+                assert_eq!(syncsim_node::trie::verify_range(root, &B256::ZERO, &keys, &values, &r.proof), Ok(false));
+            }
+        }
     }
 }

@@ -153,6 +153,13 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Report, RunError> {
     let wall = WallInstant::now();
     let seed = opts.seed.unwrap_or(sc.seed);
     let state = initial_state(sc, seed)?;
+    run_with_state(sc, opts, state, wall)
+}
+
+/// Runs a scenario from a given start state (tests craft special states this way);
+/// `wall` is when the run started, for `wall_time_ms`.
+pub fn run_with_state(sc: &Scenario, opts: &RunOptions, state: State, wall: WallInstant) -> Result<Report, RunError> {
+    let seed = opts.seed.unwrap_or(sc.seed);
     let stats = state.stats();
     let lower = lower_bound_ms(sc, &state);
     let mut chain = Chain::new(

@@ -78,3 +78,69 @@ fn stalled_sync_fails_in_bounded_time() {
     assert!(r.failure.as_deref().unwrap_or("").contains("stalled"), "{}", r.summary());
     assert!(r.virtual_time_ms <= 30 * 60 * 1000, "{}", r.summary());
 }
+
+fn inline(body: &str) -> Scenario {
+    Scenario::parse(body, &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/inline.toml"))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn genesis_scenarios_report_the_published_roots() {
+    for (file, root) in [
+        ("mainnet.json", "0xd7f8974fb5ac78d9ac099b9ad5018bedc2ce0a72dad1827a1709da30580f0544"),
+        ("sepolia-genesis.json", "0x5eb6e371a698b8d68f665192350ffcecbbbf322916f4b51bd79bb6887da3f494"),
+        ("holesky-genesis.json", "0x69d8c9d72f6fa4ad42d4702b433707212f90db395eb54dc20bc85de253788783"),
+        ("hoodi-genesis.json", "0xda87d7f5f91c51508791bbcbd4aa5baf04917830b86985eeb9ad3d5bfb657576"),
+    ] {
+        let sc = inline(&format!(
+            "name = \"{file}\"\n[state]\ngenesis = \"../../shared/fixtures/genesis/{file}\"\n[[peers]]\ncount = 2\n"
+        ));
+        let r = run(&sc, &RunOptions::default()).expect("run");
+        assert_eq!(r.expected_root, root, "{file}");
+        assert!(r.converged, "{}", r.summary());
+    }
+}
+
+#[test]
+fn clean_small_sync_heals_only_the_root() {
+    let sc = inline("name = \"tiny\"\n[state]\naccounts = 100\n[[peers]]\ncount = 1\n");
+    let r = run(&sc, &RunOptions::default()).expect("run");
+    assert!(r.converged, "{}", r.summary());
+    assert_eq!(r.requests.trie_nodes.sent, 1, "{}", r.summary());
+    assert_eq!(r.healed_nodes, 1);
+}
+
+#[test]
+fn keys_exactly_on_chunk_boundaries() {
+    use syncsim_node::primitives::{B256, U256};
+    use syncsim_node::state::{AccountData, State};
+    let mut state = State::default();
+    let mut put = |k: B256, i: u64| {
+        let mut a = AccountData::plain(i, U256::from(i + 1));
+        if i % 3 == 0 {
+            a.storage.insert(B256::ZERO, U256::from(i + 7));
+            a.storage.insert(B256::repeat_byte(0xff), U256::from(i + 9));
+        }
+        state.accounts.insert(k, a);
+    };
+    let mut i = 0;
+    for chunk in 0u8..16 {
+        let mut first = [0u8; 32];
+        first[0] = chunk << 4;
+        let mut last = [0xffu8; 32];
+        last[0] = (chunk << 4) | 0x0f;
+        for k in [first, last] {
+            put(B256::from(k), i);
+            i += 1;
+        }
+        let mut near = last;
+        near[31] = 0xfe;
+        put(B256::from(near), i);
+        i += 1;
+    }
+    let sc = inline("name = \"boundaries\"\n[state]\naccounts = 1\n[[peers]]\ncount = 2\n[sync]\nrequest_sizing = \"fixed\"\naccount_bytes = \"1B\"\nstorage_bytes = \"1B\"\n");
+    let r = syncsim::runner::run_with_state(&sc, &RunOptions::default(), state, std::time::Instant::now())
+        .expect("run");
+    assert!(r.converged, "{}", r.summary());
+    assert!(r.requests.account_range.ok >= 48, "one account per reply: {}", r.summary());
+}

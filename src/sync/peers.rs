@@ -137,7 +137,8 @@ impl PeerState {
                 }
             }
         };
-        bytes.clamp(caps::MIN_RESPONSE_BYTES, caps::MAX_RESPONSE_BYTES)
+        let floor = if cfg.sizing == SizingPolicy::Fixed { 1 } else { caps::MIN_RESPONSE_BYTES };
+        bytes.clamp(floor, caps::MAX_RESPONSE_BYTES)
     }
 
     /// Item count for code / trie-node requests.
