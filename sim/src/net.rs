@@ -521,9 +521,14 @@ mod tests {
                 let values: Vec<Vec<u8>> = r
                     .accounts
                     .iter()
-                    .map(|a| syncsim_node::account::Account::decode_slim(&a.body).expect("slim").encode_full())
+                    .map(|a| {
+                        syncsim_node::account::Account::decode_slim(&a.body).expect("slim").encode_full()
+                    })
                     .collect();
-                assert_eq!(syncsim_node::trie::verify_range(root, &B256::ZERO, &keys, &values, &r.proof), Ok(false));
+                assert_eq!(
+                    syncsim_node::trie::verify_range(root, &B256::ZERO, &keys, &values, &r.proof),
+                    Ok(false)
+                );
             }
         }
     }

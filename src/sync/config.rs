@@ -33,6 +33,52 @@ pub struct SyncConfig {
     pub request_timeout_ms: u64,
     /// Number of account chunks the hash space is split into.
     pub account_chunks: usize,
+    /// Test-only: plant a known bug class so fuzzers can prove they find it. Never set in
+    /// production.
+    #[doc(hidden)]
+    pub planted: Option<PlantedBug>,
+}
+
+/// Known bug classes of sync code that tests plant on purpose (see `syncsim fuzz --plant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PlantedBug {
+    /// A failed storage request is never retried.
+    StorageNoRetry,
+    /// An account chunk's "requested" flag is never reset after a failed request.
+    RequestedNeverReset,
+    /// The completion check is skipped: the node declares success once ranges are fetched.
+    SkipFinalCheck,
+    /// Inserting an already-known block is treated as a fatal error.
+    KnownBlockFatal,
+    /// A retried request loses its root.
+    RetryLosesRoot,
+}
+
+impl PlantedBug {
+    /// Every planted bug.
+    pub const ALL: [PlantedBug; 5] = [
+        PlantedBug::StorageNoRetry,
+        PlantedBug::RequestedNeverReset,
+        PlantedBug::SkipFinalCheck,
+        PlantedBug::KnownBlockFatal,
+        PlantedBug::RetryLosesRoot,
+    ];
+
+    /// Kebab-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::StorageNoRetry => "storage-no-retry",
+            PlantedBug::RequestedNeverReset => "requested-never-reset",
+            PlantedBug::SkipFinalCheck => "skip-final-check",
+            PlantedBug::KnownBlockFatal => "known-block-fatal",
+            PlantedBug::RetryLosesRoot => "retry-loses-root",
+        }
+    }
+
+    /// Parses a kebab-case name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.name() == s)
+    }
 }
 
 impl Default for SyncConfig {
@@ -46,6 +92,7 @@ impl Default for SyncConfig {
             concurrency: 16,
             request_timeout_ms: 10_000,
             account_chunks: 16,
+            planted: None,
         }
     }
 }

@@ -7,7 +7,7 @@ pub mod progress;
 pub mod syncer;
 pub mod walk;
 
-pub use config::{SizingPolicy, SyncConfig};
+pub use config::{PlantedBug, SizingPolicy, SyncConfig};
 pub use peers::{Kind, PeerId};
 pub use syncer::{Action, KindStats, SyncStats, Syncer};
 pub use walk::verify_complete;

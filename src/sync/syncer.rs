@@ -9,7 +9,7 @@ use crate::codec::{
 };
 use crate::primitives::{keccak256, Bytes, B256, EMPTY_CODE, EMPTY_ROOT};
 use crate::store::{SyncStore, WriteBatch};
-use crate::sync::config::{caps, SyncConfig};
+use crate::sync::config::{caps, PlantedBug, SyncConfig};
 use crate::sync::heal::{match_nodes, HealItem, Healer};
 use crate::sync::peers::{Kind, PeerId, PeerState};
 use crate::sync::progress::{inc, AccountTask, Need, Progress, StorageTask};
@@ -130,6 +130,9 @@ pub struct Syncer {
     last_progress_at: u64,
     dirty: bool,
     penalised: BTreeSet<PeerId>,
+    /// Planted-bug state (tests only).
+    stuck_chunks: BTreeSet<usize>,
+    lost_root_chunks: BTreeSet<usize>,
 }
 
 impl Syncer {
@@ -154,6 +157,8 @@ impl Syncer {
             last_progress_at: 0,
             dirty: false,
             penalised: BTreeSet::new(),
+            stuck_chunks: BTreeSet::new(),
+            lost_root_chunks: BTreeSet::new(),
         };
         if s.progress.root != root {
             s.retarget(root);
@@ -243,7 +248,16 @@ impl Syncer {
 
     fn revert(&mut self, work: Work) {
         match work {
-            Work::Accounts { .. } => {}
+            Work::Accounts { chunk, .. } => match self.cfg.planted {
+                Some(PlantedBug::RequestedNeverReset) => {
+                    self.stuck_chunks.insert(chunk);
+                }
+                Some(PlantedBug::RetryLosesRoot) => {
+                    self.lost_root_chunks.insert(chunk);
+                }
+                _ => {}
+            },
+            Work::Storage { .. } if self.cfg.planted == Some(PlantedBug::StorageNoRetry) => {}
             Work::Storage { accounts, .. } => {
                 for (a, _) in accounts {
                     self.storage_in_flight.remove(&a);
@@ -268,7 +282,8 @@ impl Syncer {
     }
 
     fn account_chunk_busy(&self, chunk: usize) -> bool {
-        self.requests.values().any(|r| matches!(r.work, Work::Accounts { chunk: c, .. } if c == chunk))
+        self.stuck_chunks.contains(&chunk)
+            || self.requests.values().any(|r| matches!(r.work, Work::Accounts { chunk: c, .. } if c == chunk))
     }
 
     /// The next moment something is due: a request deadline, or a benched peer's return.
@@ -284,6 +299,9 @@ impl Syncer {
     /// True once every phase is finished and the root node is stored. The caller then walks
     /// the trie ([`crate::sync::walk::verify_complete`]) before trusting it.
     pub fn is_done(&self, store: &dyn SyncStore) -> bool {
+        if self.cfg.planted == Some(PlantedBug::SkipFinalCheck) {
+            return self.progress.tasks.iter().all(|t| t.fetched);
+        }
         self.accounts_done()
             && self.progress.storage.is_empty()
             && self.progress.codes.is_empty()
@@ -769,6 +787,7 @@ impl Syncer {
                 let (origin, limit) = (t.next, t.last);
                 let bytes = p.range_bytes(&self.cfg, self.cfg.account_bytes);
                 let id = self.id();
+                let root = if self.lost_root_chunks.contains(&chunk) { B256::ZERO } else { root };
                 let msg = Message::GetAccountRange(GetAccountRange {
                     request_id: id,
                     root,
