@@ -2,12 +2,15 @@
 //! [`Network`] of the shape a real p2p adapter offers, keeps the clock, follows the trusted
 //! head, picks and moves the pivot, and walks the finished state.
 
-use crate::codec::{BlockHeaders, GetBlockHeaders, Header, Limits, Message};
+use crate::codec::{
+    BlockBodies, BlockBody, BlockHeaders, GetBlockBodies, GetBlockHeaders, Header, Limits, Message,
+};
+use crate::pipeline::{insert_block, ExecProgress, HeaderChain, HeaderOutcome, InsertError, Inserted};
 use crate::primitives::B256;
 use crate::store::SyncStore;
 use crate::sync::walk::WalkStats;
-use crate::sync::{verify_complete, Action, PeerId, SyncConfig, SyncStats, Syncer};
-use std::collections::BTreeSet;
+use crate::sync::{verify_complete, Action, KindStats, PeerId, PlantedBug, SyncConfig, SyncStats, Syncer};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use tokio::time::Instant;
 use tracing::{debug, info};
@@ -33,6 +36,8 @@ pub enum NetEvent {
         /// Block hash.
         hash: B256,
     },
+    /// The host stops the node now (the simulator's crash): it must return at once.
+    Shutdown,
 }
 
 /// The node's view of its p2p stack.
@@ -58,6 +63,8 @@ pub struct NodeConfig {
     pub stall_timeout_ms: u64,
     /// Decoder limits.
     pub limits: Limits,
+    /// Once at the head, follow this many more head announcements before reporting success.
+    pub follow_blocks: u64,
 }
 
 impl Default for NodeConfig {
@@ -67,6 +74,7 @@ impl Default for NodeConfig {
             pivot_distance: 64,
             stall_timeout_ms: 600_000,
             limits: Limits::default(),
+            follow_blocks: 2,
         }
     }
 }
@@ -74,7 +82,7 @@ impl Default for NodeConfig {
 /// How a node run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeOutcome {
-    /// The whole state at the pivot is stored and walked.
+    /// The state at the pivot is stored and walked, and every block up to the head executed.
     Synced {
         /// Pivot block number.
         pivot: u64,
@@ -82,12 +90,25 @@ pub enum NodeOutcome {
         root: B256,
         /// What the completion walk saw.
         walk: WalkStats,
+        /// Executed head block number.
+        head: u64,
+        /// Its hash.
+        head_hash: B256,
+        /// The state root after executing it.
+        head_root: B256,
     },
     /// No progress for too long.
     Stalled {
         /// Why.
         reason: String,
     },
+    /// A fatal error stopped the pipeline.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+    /// The host shut the node down (simulated crash).
+    Interrupted,
 }
 
 /// Counters the driver keeps besides the downloader's.
@@ -95,59 +116,96 @@ pub enum NodeOutcome {
 pub struct NodeStats {
     /// Downloader counters.
     pub sync: SyncStats,
-    /// Header requests sent / ok / failed / timed out / bytes.
-    pub headers: crate::sync::KindStats,
+    /// Header requests.
+    pub headers: KindStats,
+    /// Body requests.
+    pub bodies: KindStats,
     /// Peers dropped, with the reason.
     pub dropped: Vec<(PeerId, String)>,
     /// Pivot block numbers used, in order.
     pub pivots: Vec<u64>,
     /// Peers penalised (timeouts, failed verification).
     pub penalised: Vec<PeerId>,
+    /// Blocks inserted.
+    pub blocks_inserted: u64,
+    /// Blocks offered again that the node already had (ignored).
+    pub known_blocks: u64,
+    /// Reorgs followed.
+    pub reorgs: u64,
 }
 
-struct HeaderRequest {
+struct Pending {
     id: u64,
     peer: PeerId,
-    start: u64,
-    head_hash: B256,
-    count: u64,
+    /// Headers: (start, last hash). Bodies: the (number, hash) asked.
+    what: PendingWhat,
     deadline: Instant,
 }
 
-/// The node: follows the head, syncs the state at a pivot, moves the pivot as the chain runs.
+enum PendingWhat {
+    Headers(u64, B256),
+    Bodies(Vec<(u64, B256)>),
+}
+
+/// The node: follows the head, syncs the state at a pivot (moving it as the chain runs), then
+/// executes every block up to the head and keeps up.
 pub struct Node<'a, N: Network> {
     net: &'a mut N,
     store: &'a mut dyn SyncStore,
     cfg: NodeConfig,
     start: Instant,
     peers: BTreeSet<PeerId>,
-    head: Option<(u64, B256)>,
+    chain: HeaderChain,
     pivot: Option<Header>,
     syncer: Option<Syncer>,
-    header_req: Option<HeaderRequest>,
-    header_rr: u64,
+    walk: Option<WalkStats>,
+    exec: Option<ExecProgress>,
+    bodies: BTreeMap<u64, BlockBody>,
+    header_req: Option<Pending>,
+    body_req: Option<Pending>,
+    rr: u64,
     next_id: u64,
     last_progress: u64,
+    follow_seen: u64,
+    /// When the state stage started (ms).
+    state_started: u64,
+    /// Peers not yet asked for a header chain sample (a handshake check of their chain).
+    unprobed: BTreeSet<PeerId>,
+    /// Probe requests in flight: id -> peer.
+    probes: BTreeMap<u64, PeerId>,
+    /// Peers benched for header/body requests after failing one: peer -> (until ms, strikes).
+    bench: BTreeMap<PeerId, (u64, u32)>,
     /// Counters.
     pub stats: NodeStats,
 }
 
 impl<'a, N: Network> Node<'a, N> {
     /// A node over `net` and `store`; `session` makes request ids unique across restarts.
+    /// Execution progress found in the store is resumed.
     pub fn new(net: &'a mut N, store: &'a mut dyn SyncStore, cfg: NodeConfig, session: u64) -> Self {
+        let exec = ExecProgress::load(&*store);
         Self {
             net,
             store,
             cfg,
             start: Instant::now(),
             peers: BTreeSet::new(),
-            head: None,
+            chain: HeaderChain::default(),
             pivot: None,
             syncer: None,
+            walk: None,
+            exec,
+            bodies: BTreeMap::new(),
             header_req: None,
-            header_rr: 0,
+            body_req: None,
+            rr: 0,
             next_id: session << 40,
             last_progress: 0,
+            follow_seen: 0,
+            state_started: 0,
+            bench: BTreeMap::new(),
+            unprobed: BTreeSet::new(),
+            probes: BTreeMap::new(),
             stats: NodeStats::default(),
         }
     }
@@ -170,49 +228,27 @@ impl<'a, N: Network> Node<'a, N> {
         self.start + std::time::Duration::from_millis(ms)
     }
 
-    /// Runs until the state is synced or the sync stalls.
+    fn progressed(&mut self) {
+        self.last_progress = self.now();
+    }
+
+    /// Runs until the node is at the head, the sync stalls, or the host stops it.
     pub async fn run(&mut self) -> NodeOutcome {
         self.net.phase("headers");
         loop {
             let now = self.now();
-            self.maybe_request_headers(now);
-            if let Some(s) = &mut self.syncer {
-                let actions = s.poll(now, &mut *self.store);
-                self.perform(actions);
-                debug_assert_eq!(self.syncer.as_ref().map(|s| s.check_accounting()), Some(Ok(())));
-                if let (Some(s), Some(p)) = (&self.syncer, &self.pivot) {
-                    if s.is_done(&*self.store) {
-                        let root = p.state_root;
-                        let number = p.number;
-                        self.net.phase("verify");
-                        let walked = if self.cfg.sync.planted == Some(crate::sync::PlantedBug::SkipFinalCheck)
-                        {
-                            Ok(WalkStats::default())
-                        } else {
-                            verify_complete(&*self.store, root)
-                        };
-                        match walked {
-                            Ok(walk) => {
-                                self.stats.sync = s.stats();
-                                info!(pivot = number, %root, "state synced");
-                                return NodeOutcome::Synced { pivot: number, root, walk };
-                            }
-                            Err(e) => {
-                                self.stats.sync = s.stats();
-                                return NodeOutcome::Stalled {
-                                    reason: format!("completion walk failed: {e}"),
-                                };
-                            }
-                        }
-                    }
-                }
+            if let Some(done) = self.step(now) {
+                self.stats = self.final_stats();
+                return done;
             }
-            let progress_at =
-                self.syncer.as_ref().map_or(0, |s| s.last_progress_at()).max(self.last_progress);
+            // While the state downloads, only state data counts as progress (headers keep
+            // arriving whether or not anyone serves the state).
+            let progress_at = match (&self.syncer, &self.exec) {
+                (Some(s), None) => s.last_progress_at().max(self.state_started),
+                _ => self.last_progress,
+            };
             if now >= progress_at + self.cfg.stall_timeout_ms {
-                if let Some(s) = &self.syncer {
-                    self.stats.sync = s.stats();
-                }
+                self.stats = self.final_stats();
                 let reason = if self.peers.is_empty() {
                     "no peers".to_string()
                 } else if self.syncer.as_ref().is_some_and(|s| s.all_peers_stateless()) {
@@ -229,13 +265,136 @@ impl<'a, N: Network> Node<'a, N> {
                 deadline = deadline.min(d.max(now));
             }
             let mut deadline = self.at(deadline);
-            if let Some(h) = &self.header_req {
-                deadline = deadline.min(h.deadline);
+            for p in [&self.header_req, &self.body_req].into_iter().flatten() {
+                deadline = deadline.min(p.deadline);
             }
             match self.net.next_event(Some(deadline)).await {
                 None => self.on_tick(),
-                Some(ev) => self.on_event(ev),
+                Some(NetEvent::Shutdown) => return NodeOutcome::Interrupted,
+                Some(ev) => {
+                    if let Err(reason) = self.on_event(ev) {
+                        self.stats = self.final_stats();
+                        return NodeOutcome::Failed { reason };
+                    }
+                }
             }
+        }
+    }
+
+    /// One turn of the pipeline: issue requests, advance stages. `Some` ends the run.
+    fn step(&mut self, now: u64) -> Option<NodeOutcome> {
+        self.request_headers(now);
+        if self.exec.is_none() {
+            self.choose_pivot();
+            if let Some(s) = &mut self.syncer {
+                let actions = s.poll(now, &mut *self.store);
+                self.perform(actions);
+                debug_assert_eq!(self.syncer.as_ref().map(|s| s.check_accounting()), Some(Ok(())));
+            }
+            if let Err(reason) = self.finish_state() {
+                return Some(NodeOutcome::Failed { reason });
+            }
+        }
+        if self.exec.is_some() {
+            if let Err(e) = self.execute() {
+                return Some(NodeOutcome::Failed { reason: e.to_string() });
+            }
+            self.request_bodies(now);
+            let exec = self.exec.as_ref()?;
+            let (head, head_hash, head_root) = exec.head()?;
+            let at_head = self.chain.target().is_some_and(|(n, h)| n == head && h == head_hash);
+            if at_head && self.follow_seen >= self.cfg.follow_blocks {
+                let pivot = exec.pivot;
+                let root = exec.blocks.get(&pivot).map_or(B256::ZERO, |(_, r)| *r);
+                return Some(NodeOutcome::Synced {
+                    pivot,
+                    root,
+                    walk: self.walk.unwrap_or_default(),
+                    head,
+                    head_hash,
+                    head_root,
+                });
+            }
+        }
+        None
+    }
+
+    /// Picks the pivot from the header chain, or moves it when the head ran far ahead.
+    fn choose_pivot(&mut self) {
+        let Some((head, _)) = self.chain.target() else { return };
+        let target = head.saturating_sub(self.cfg.pivot_distance);
+        let due = match &self.pivot {
+            None => true,
+            Some(p) => head.saturating_sub(p.number) >= self.pivot_move_after(),
+        };
+        if !due {
+            return;
+        }
+        let Some(h) = self.chain.get(target).cloned() else { return };
+        if self.pivot.as_ref().is_some_and(|p| p.hash() == h.hash()) {
+            return;
+        }
+        info!(number = h.number, root = %h.state_root, "pivot chosen");
+        self.stats.pivots.push(h.number);
+        match &mut self.syncer {
+            Some(s) => s.set_root(h.state_root),
+            None => {
+                let mut s =
+                    Syncer::new(self.cfg.sync.clone(), h.state_root, &*self.store, self.next_id + (1 << 32));
+                for p in &self.peers {
+                    s.add_peer(*p);
+                }
+                s.generate(&mut *self.store);
+                self.syncer = Some(s);
+                self.state_started = self.now();
+                self.net.phase("state");
+            }
+        }
+        self.pivot = Some(h);
+    }
+
+    /// When the downloader is done: walk the trie and start executing from the pivot.
+    fn finish_state(&mut self) -> Result<(), String> {
+        let (Some(s), Some(p)) = (&self.syncer, &self.pivot) else { return Ok(()) };
+        if !s.is_done(&*self.store) {
+            return Ok(());
+        }
+        let (root, number, hash) = (p.state_root, p.number, p.hash());
+        self.net.phase("verify");
+        let walk = if self.cfg.sync.planted == Some(PlantedBug::SkipFinalCheck) {
+            WalkStats::default()
+        } else {
+            verify_complete(&*self.store, root).map_err(|e| format!("completion walk failed: {e}"))?
+        };
+        info!(pivot = number, %root, "state synced");
+        self.walk = Some(walk);
+        let mut exec = ExecProgress { pivot: number, blocks: BTreeMap::new() };
+        exec.blocks.insert(number, (hash, root));
+        exec.save(&mut *self.store);
+        self.exec = Some(exec);
+        self.progressed();
+        self.net.phase("execution");
+        Ok(())
+    }
+
+    /// Inserts every block whose body is in, in order.
+    fn execute(&mut self) -> Result<(), InsertError> {
+        let known_fatal = self.cfg.sync.planted == Some(PlantedBug::KnownBlockFatal);
+        loop {
+            let Some(exec) = &mut self.exec else { return Ok(()) };
+            let Some((head, _, _)) = exec.head() else { return Ok(()) };
+            let n = head + 1;
+            let (Some(header), Some(body)) = (self.chain.get(n), self.bodies.get(&n)) else { return Ok(()) };
+            if body.hash() != header.body_hash {
+                self.bodies.remove(&n);
+                continue;
+            }
+            match insert_block(&mut *self.store, exec, header, body, known_fatal)? {
+                Inserted::Applied(_) => self.stats.blocks_inserted += 1,
+                Inserted::Known => self.stats.known_blocks += 1,
+            }
+            self.bodies.remove(&n);
+            self.progressed();
         }
     }
 
@@ -245,9 +404,14 @@ impl<'a, N: Network> Node<'a, N> {
             let a = s.on_tick(now);
             self.perform(a);
         }
-        if self.header_req.as_ref().is_some_and(|h| h.deadline <= Instant::now()) {
-            self.header_req = None;
+        let instant = Instant::now();
+        if let Some(p) = self.header_req.take_if(|h| h.deadline <= instant) {
             self.stats.headers.timed_out += 1;
+            self.bench_peer(p.peer);
+        }
+        if let Some(p) = self.body_req.take_if(|h| h.deadline <= instant) {
+            self.stats.bodies.timed_out += 1;
+            self.bench_peer(p.peer);
         }
     }
 
@@ -263,39 +427,51 @@ impl<'a, N: Network> Node<'a, N> {
     fn drop_peer(&mut self, peer: PeerId, reason: String) {
         debug!(peer, %reason, "dropping peer");
         self.net.disconnect(peer, &reason);
+        self.peer_gone(peer);
+        self.stats.dropped.push((peer, reason));
+    }
+
+    fn peer_gone(&mut self, peer: PeerId) {
         self.peers.remove(&peer);
         if let Some(s) = &mut self.syncer {
             s.remove_peer(peer);
         }
-        self.stats.dropped.push((peer, reason));
+        if self.header_req.as_ref().is_some_and(|h| h.peer == peer) {
+            self.header_req = None;
+        }
+        if self.body_req.as_ref().is_some_and(|h| h.peer == peer) {
+            self.body_req = None;
+        }
     }
 
-    fn on_event(&mut self, ev: NetEvent) {
+    fn on_event(&mut self, ev: NetEvent) -> Result<(), String> {
         let now = self.now();
         match ev {
             NetEvent::PeerJoined(p) => {
                 self.peers.insert(p);
+                self.unprobed.insert(p);
                 if let Some(s) = &mut self.syncer {
                     s.add_peer(p);
                 }
             }
-            NetEvent::PeerLeft(p) => {
-                self.peers.remove(&p);
-                if let Some(s) = &mut self.syncer {
-                    s.remove_peer(p);
-                }
-                if self.header_req.as_ref().is_some_and(|h| h.peer == p) {
-                    self.header_req = None;
-                }
-            }
+            NetEvent::PeerLeft(p) => self.peer_gone(p),
+            NetEvent::Shutdown => {}
             NetEvent::Head { number, hash } => {
-                if self.head.is_none_or(|(n, _)| number >= n) {
-                    self.head = Some((number, hash));
+                if self.chain.target().is_none_or(|(n, h)| number >= n || h != hash) {
+                    self.chain.on_head(number, hash);
+                }
+                if self
+                    .exec
+                    .as_ref()
+                    .and_then(|e| e.head())
+                    .is_some_and(|(n, h, _)| self.chain.target() == Some((n, h)) || n + 1 >= number)
+                {
+                    self.follow_seen += 1;
                 }
             }
             NetEvent::Message { peer, bytes } => {
                 if !self.peers.contains(&peer) {
-                    return;
+                    return Ok(());
                 }
                 match Message::decode(&bytes, &self.cfg.limits) {
                     Err(e) => {
@@ -307,7 +483,9 @@ impl<'a, N: Network> Node<'a, N> {
                         self.perform(actions);
                     }
                     Ok(Message::BlockHeaders(h)) => self.on_headers(peer, h),
-                    Ok(Message::NewBlock(_)) | Ok(Message::NewBlockHashes(_)) => {}
+                    Ok(Message::BlockBodies(b)) => self.on_bodies(peer, b),
+                    Ok(Message::NewBlock(nb)) => self.on_new_block(nb.block.header, nb.block.body)?,
+                    Ok(Message::NewBlockHashes(_)) => {}
                     Ok(msg) => {
                         if let Some(s) = &mut self.syncer {
                             let actions = s.on_message(now, peer, msg, &mut *self.store);
@@ -317,6 +495,31 @@ impl<'a, N: Network> Node<'a, N> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// A block pushed by a peer. Blocks on the trusted chain are inserted (or, when already
+    /// known, ignored: inserting a known block is a no-op, never an error).
+    fn on_new_block(&mut self, header: Header, body: BlockBody) -> Result<(), String> {
+        let hash = header.hash();
+        if self.chain.get(header.number).map(|h| h.hash()) != Some(hash) || body.hash() != header.body_hash {
+            return Ok(()); // not (yet) on our trusted chain, or a mismatched body: ignore
+        }
+        let Some(exec) = &mut self.exec else { return Ok(()) };
+        if exec.knows(&hash) {
+            let known_fatal = self.cfg.sync.planted == Some(PlantedBug::KnownBlockFatal);
+            return match insert_block(&mut *self.store, exec, &header, &body, known_fatal) {
+                Ok(_) => {
+                    self.stats.known_blocks += 1;
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        if exec.head().is_some_and(|(n, _, _)| header.number > n) {
+            self.bodies.insert(header.number, body);
+        }
+        Ok(())
     }
 
     /// How far the head may run ahead of the pivot before the pivot moves: geth's
@@ -326,94 +529,233 @@ impl<'a, N: Network> Node<'a, N> {
         (2 * d - (d / 8).max(1)).max(d + 1)
     }
 
-    /// Whether the pivot should be (re)chosen for the current head.
-    fn pivot_target(&self) -> Option<u64> {
-        let (head, _) = self.head?;
-        let target = head.saturating_sub(self.cfg.pivot_distance);
-        match &self.pivot {
-            None => Some(target),
-            Some(p) if head.saturating_sub(p.number) >= self.pivot_move_after() => Some(target),
-            Some(_) => None,
+    /// Round-robin over peers not benched for failing a header or body request.
+    fn pick_peer(&mut self) -> Option<PeerId> {
+        let now = self.now();
+        let mut peers: Vec<PeerId> = self
+            .peers
+            .iter()
+            .copied()
+            .filter(|p| self.bench.get(p).is_none_or(|(until, _)| *until <= now))
+            .collect();
+        if peers.is_empty() {
+            // everyone is benched: fall back to the one benched least
+            peers = self.peers.iter().copied().collect();
+            peers.sort_by_key(|p| self.bench.get(p).map_or(0, |b| b.1));
+            peers.truncate(1);
+        }
+        if peers.is_empty() {
+            return None;
+        }
+        self.rr += 1;
+        Some(peers[(self.rr as usize) % peers.len()])
+    }
+
+    /// A header or body request to `peer` failed without proof of malice: bench it for a
+    /// while that grows with repeated failures.
+    fn bench_peer(&mut self, peer: PeerId) {
+        let now = self.now();
+        let entry = self.bench.entry(peer).or_insert((0, 0));
+        entry.1 += 1;
+        entry.0 = now + (2_000u64 << entry.1.min(6));
+    }
+
+    fn unbench(&mut self, peer: PeerId) {
+        self.bench.remove(&peer);
+    }
+
+    /// Asks each new peer once for the two headers below the trusted head: a peer whose
+    /// headers do not link is serving a broken chain and is dropped.
+    fn probe_peers(&mut self) {
+        let Some((head, _)) = self.chain.target() else { return };
+        if head == 0 {
+            return;
+        }
+        for peer in std::mem::take(&mut self.unprobed) {
+            if !self.peers.contains(&peer) {
+                continue;
+            }
+            self.next_id += 1;
+            self.probes.insert(self.next_id, peer);
+            let msg = Message::GetBlockHeaders(GetBlockHeaders {
+                request_id: self.next_id,
+                start: head - 1,
+                limit: 2,
+                skip: 0,
+                reverse: false,
+            });
+            self.stats.headers.sent += 1;
+            self.net.send(peer, msg.encode());
         }
     }
 
-    fn maybe_request_headers(&mut self, now: u64) {
-        if self.header_req.is_some() || self.peers.is_empty() {
+    fn request_headers(&mut self, now: u64) {
+        self.probe_peers();
+        if self.header_req.is_some() {
             return;
         }
-        let Some(target) = self.pivot_target() else { return };
-        let Some((head, head_hash)) = self.head else { return };
-        let peers: Vec<PeerId> = self.peers.iter().copied().collect();
-        let peer = peers[(self.header_rr as usize) % peers.len()];
-        self.header_rr += 1;
+        let floor = match (&self.exec, &self.pivot) {
+            (Some(e), _) => e.pivot,
+            _ => self.chain.target().map_or(0, |(n, _)| n.saturating_sub(self.cfg.pivot_distance)),
+        };
+        let Some((start, count, last)) = self.chain.want(floor) else { return };
+        let Some(peer) = self.pick_peer() else { return };
         self.next_id += 1;
-        let count = head - target + 1;
         let msg = Message::GetBlockHeaders(GetBlockHeaders {
             request_id: self.next_id,
-            start: target,
+            start,
             limit: count,
             skip: 0,
             reverse: false,
         });
         self.stats.headers.sent += 1;
         self.net.send(peer, msg.encode());
-        self.header_req = Some(HeaderRequest {
+        self.header_req = Some(Pending {
             id: self.next_id,
             peer,
-            start: target,
-            head_hash,
-            count,
+            what: PendingWhat::Headers(start, last),
             deadline: self.at(now + self.cfg.sync.request_timeout_ms),
         });
     }
 
+    fn request_bodies(&mut self, now: u64) {
+        if self.body_req.is_some() {
+            return;
+        }
+        let Some((head, _, _)) = self.exec.as_ref().and_then(|e| e.head()) else { return };
+        let want: Vec<(u64, B256)> = ((head + 1)..)
+            .map_while(|n| self.chain.get(n).map(|h| (n, h.hash())))
+            .filter(|(n, _)| !self.bodies.contains_key(n))
+            .take(128)
+            .collect();
+        if want.is_empty() {
+            return;
+        }
+        let Some(peer) = self.pick_peer() else { return };
+        self.next_id += 1;
+        let msg = Message::GetBlockBodies(GetBlockBodies {
+            request_id: self.next_id,
+            hashes: want.iter().map(|(_, h)| *h).collect(),
+        });
+        self.stats.bodies.sent += 1;
+        self.net.send(peer, msg.encode());
+        self.body_req = Some(Pending {
+            id: self.next_id,
+            peer,
+            what: PendingWhat::Bodies(want),
+            deadline: self.at(now + self.cfg.sync.request_timeout_ms),
+        });
+    }
+
+    fn on_bodies(&mut self, peer: PeerId, b: BlockBodies) {
+        let Some(req) = &self.body_req else { return };
+        if req.id != b.request_id || req.peer != peer {
+            return;
+        }
+        let Some(Pending { what: PendingWhat::Bodies(asked), .. }) = self.body_req.take() else { return };
+        self.stats.bodies.bytes_in += b.bodies.iter().map(|x| alloy_rlp::encode(x).len() as u64).sum::<u64>();
+        if b.bodies.is_empty() {
+            self.stats.bodies.failed += 1;
+            self.bench_peer(peer);
+            return;
+        }
+        // bodies come in request order, possibly with some left out at the end
+        let mut ok = true;
+        let mut j = 0;
+        for body in b.bodies {
+            let h = body.hash();
+            while j < asked.len() && self.chain.get(asked[j].0).map(|x| x.body_hash) != Some(h) {
+                j += 1;
+            }
+            if j == asked.len() {
+                ok = false;
+                break;
+            }
+            self.bodies.insert(asked[j].0, body);
+            j += 1;
+        }
+        if ok {
+            self.stats.bodies.ok += 1;
+            self.unbench(peer);
+            self.progressed();
+        } else {
+            self.stats.bodies.failed += 1;
+            self.drop_peer(peer, "bodies do not match their headers".into());
+        }
+    }
+
     fn on_headers(&mut self, peer: PeerId, h: BlockHeaders) {
+        if self.probes.get(&h.request_id) == Some(&peer) {
+            self.probes.remove(&h.request_id);
+            let linked = h
+                .headers
+                .windows(2)
+                .all(|w| w[1].parent_hash == w[0].hash() && w[1].number == w[0].number + 1);
+            if linked {
+                self.stats.headers.ok += 1;
+            } else {
+                self.stats.headers.failed += 1;
+                self.drop_peer(peer, "header chain sample does not link".into());
+            }
+            return;
+        }
         let Some(req) = &self.header_req else { return };
         if req.id != h.request_id || req.peer != peer {
             return;
         }
-        let (start, count, head_hash) = (req.start, req.count, req.head_hash);
-        self.header_req = None;
-        self.stats.headers.bytes_in += h.headers.iter().map(|x| x.extra.len() as u64 + 120).sum::<u64>();
-        if h.headers.len() as u64 != count {
-            // the peer lacks part of the chain (stale, or the head moved): not a fault
-            self.stats.headers.failed += 1;
+        let Some(Pending { what: PendingWhat::Headers(start, last), .. }) = self.header_req.take() else {
             return;
-        }
-        let linked =
-            h.headers.windows(2).all(|w| w[1].parent_hash == w[0].hash() && w[1].number == w[0].number + 1);
-        let anchored = h.headers.first().is_some_and(|f| f.number == start)
-            && h.headers.last().is_some_and(|l| l.hash() == head_hash);
-        if !linked || !anchored {
-            self.stats.headers.failed += 1;
-            // provably wrong only if it claims the trusted head's number range but breaks links
-            if !linked {
-                self.drop_peer(peer, "broken header chain".into());
+        };
+        self.stats.headers.bytes_in +=
+            h.headers.iter().map(|x| alloy_rlp::encode(x).len() as u64).sum::<u64>();
+        match self.chain.on_reply(h.headers, start, last) {
+            HeaderOutcome::Fault(reason) => {
+                self.stats.headers.failed += 1;
+                self.drop_peer(peer, reason);
             }
-            return;
+            HeaderOutcome::Incomplete => {
+                self.stats.headers.failed += 1;
+                self.bench_peer(peer);
+            }
+            HeaderOutcome::Extended => {
+                self.stats.headers.ok += 1;
+                self.unbench(peer);
+                self.progressed();
+            }
+            HeaderOutcome::Reorg { fork } => {
+                self.stats.headers.ok += 1;
+                self.stats.reorgs += 1;
+                self.progressed();
+                self.unwind(fork);
+            }
         }
-        self.stats.headers.ok += 1;
-        self.last_progress = self.now();
-        let Some(pivot) = h.headers.into_iter().next() else { return };
-        info!(number = pivot.number, root = %pivot.state_root, "pivot chosen");
-        self.stats.pivots.push(pivot.number);
-        match &mut self.syncer {
-            Some(s) => s.set_root(pivot.state_root),
-            None => {
-                let mut s = Syncer::new(
-                    self.cfg.sync.clone(),
-                    pivot.state_root,
-                    &*self.store,
-                    self.next_id + (1 << 32),
-                );
-                for p in &self.peers {
-                    s.add_peer(*p);
-                }
-                s.generate(&mut *self.store);
-                self.syncer = Some(s);
+    }
+
+    /// Unwinds every stage above `fork` after a reorg.
+    fn unwind(&mut self, fork: u64) {
+        info!(fork, "reorg: unwinding");
+        self.net.phase("unwind");
+        self.bodies.retain(|n, _| *n <= fork);
+        if let Some(exec) = &mut self.exec {
+            if exec.pivot > fork {
+                // the synced state itself was replaced: sync again at a new pivot
+                self.exec = None;
+                self.walk = None;
+                let mut batch = crate::store::WriteBatch::default();
+                batch.meta.push((ExecProgress::KEY.to_string(), Vec::new()));
+                self.store.commit(batch);
+                self.pivot = None;
                 self.net.phase("state");
+                return;
             }
+            exec.unwind(fork);
+            exec.save(&mut *self.store);
+            self.net.phase("execution");
+        } else if self.pivot.as_ref().is_some_and(|p| p.number > fork) {
+            self.pivot = None;
+            self.net.phase("state");
+        } else {
+            self.net.phase(if self.syncer.is_some() { "state" } else { "headers" });
         }
-        self.pivot = Some(pivot);
     }
 }

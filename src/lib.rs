@@ -5,6 +5,7 @@ pub mod account;
 pub mod codec;
 pub mod driver;
 pub mod genesis;
+pub mod pipeline;
 pub mod primitives;
 pub mod state;
 pub mod store;

@@ -20,6 +20,8 @@ pub struct WriteBatch {
     pub slots: Vec<(B256, B256, Vec<u8>)>,
     /// Downloader progress to persist with these writes.
     pub progress: Option<Vec<u8>>,
+    /// Other named records (pipeline progress) to persist with these writes.
+    pub meta: Vec<(String, Vec<u8>)>,
 }
 
 impl WriteBatch {
@@ -35,6 +37,7 @@ impl WriteBatch {
             && self.accounts.is_empty()
             && self.slots.is_empty()
             && self.progress.is_none()
+            && self.meta.is_empty()
     }
 }
 
@@ -52,8 +55,27 @@ pub trait SyncStore: NodeSource {
     fn slots_of(&self, account: &B256) -> Vec<(B256, Vec<u8>)>;
     /// The last committed downloader progress.
     fn progress(&self) -> Option<&[u8]>;
+    /// A named record written with [`WriteBatch::meta`].
+    fn meta(&self, key: &str) -> Option<&[u8]>;
     /// Applies a batch atomically.
     fn commit(&mut self, batch: WriteBatch);
+    /// Writes one trie node at once (content-addressed, so harmless if nothing refers to it).
+    fn put_node(&mut self, hash: B256, rlp: &[u8]);
+}
+
+/// A [`SyncStore`] seen as a writable trie node store.
+pub struct StoreNodes<'a>(pub &'a mut dyn SyncStore);
+
+impl NodeSource for StoreNodes<'_> {
+    fn node(&self, hash: &B256) -> Option<&[u8]> {
+        self.0.node(hash)
+    }
+}
+
+impl crate::trie::db::NodeDb for StoreNodes<'_> {
+    fn put(&mut self, hash: B256, rlp: &[u8]) {
+        self.0.put_node(hash, rlp);
+    }
 }
 
 /// In-memory [`SyncStore`]; the simulator keeps it across a node crash and restart.
@@ -64,6 +86,7 @@ pub struct MemStore {
     accounts: BTreeMap<B256, Account>,
     slots: BTreeMap<(B256, B256), Vec<u8>>,
     progress: Option<Vec<u8>>,
+    meta: BTreeMap<String, Vec<u8>>,
     commits: u64,
 }
 
@@ -120,6 +143,13 @@ impl SyncStore for MemStore {
         if let Some(p) = batch.progress {
             self.progress = Some(p);
         }
+        self.meta.extend(batch.meta);
         self.commits += 1;
+    }
+    fn meta(&self, key: &str) -> Option<&[u8]> {
+        self.meta.get(key).map(|v| &v[..])
+    }
+    fn put_node(&mut self, hash: B256, rlp: &[u8]) {
+        self.nodes.insert_hashed(hash, rlp);
     }
 }

@@ -58,7 +58,7 @@ fn run_cmd(
     let mut code = EXIT_OK;
     for (i, sc) in scenarios.iter().enumerate() {
         let trace_path = trace.as_ref().map(|t| numbered(t, i, scenarios.len()));
-        match run(sc, &RunOptions { seed, trace: trace_path, planted: None }) {
+        match run(sc, &RunOptions { seed, trace: trace_path, ..Default::default() }) {
             Ok(r) => {
                 print!("{}", r.summary());
                 if !r.passed() {

@@ -25,6 +25,7 @@ enum Ev {
     Disconnect(u32),
     Reconnect(u32),
     Reorg(u64),
+    Crash,
 }
 
 /// One virtual peer.
@@ -105,6 +106,8 @@ pub struct World {
     announce_head: bool,
     /// Virtual time (µs) when the node last stopped.
     pub end_us: u64,
+    /// Crash the node this long (µs) after it first enters this phase.
+    pub crash_on_phase: Option<(String, u64)>,
 }
 
 fn sample_latency_us(rng: &mut ChaCha8Rng, l: &Latency) -> u64 {
@@ -208,6 +211,7 @@ impl World {
             phases: Vec::new(),
             announce_head: true,
             end_us: 0,
+            crash_on_phase: None,
         }
     }
 
@@ -226,6 +230,7 @@ impl World {
         let now = self.now_us();
         self.trace.event(now, "crash", None, "", &[]);
         self.queue.retain(|_, ev| !matches!(ev, Ev::ToNode { .. } | Ev::ToPeer { .. }));
+        self.phases.push((now / 1000, "restart".to_string()));
         for i in 0..self.peers.len() {
             let p = &mut self.peers[i];
             p.up_free_us = now;
@@ -298,6 +303,43 @@ impl World {
         self.peers[peer as usize].server.serve(chain, &has_root, head, req)
     }
 
+    /// Schedules node crashes at these virtual times (µs).
+    pub fn schedule_crashes(&mut self, times: &[u64]) {
+        for t in times {
+            self.push(*t, Ev::Crash);
+        }
+    }
+
+    /// Peers push the new block `number` to the node: two random peers (so the node hears
+    /// of most blocks from several sources), every `duplicate-blocks` peer (which also
+    /// re-sends an older block), and, at the `duplicate_blocks` fault rate, one more copy of a
+    /// recent block.
+    fn announce(&mut self, number: u64) {
+        let live: Vec<u32> = self.peers.iter().filter(|p| p.connected && p.lag == 0).map(|p| p.id).collect();
+        if live.is_empty() {
+            return;
+        }
+        let mut sends: Vec<(u32, u64)> = Vec::new();
+        for _ in 0..2 {
+            sends.push((live[self.rng.random_range(0..live.len())], number));
+        }
+        for p in &live {
+            if self.peers[*p as usize].has(Behaviour::DuplicateBlocks) {
+                sends.push((*p, number));
+                sends.push((*p, number.saturating_sub(self.rng.random_range(1..=8))));
+            }
+        }
+        if self.faults.duplicate_blocks > 0.0 && self.rng.random_bool(self.faults.duplicate_blocks.min(1.0)) {
+            let p = live[self.rng.random_range(0..live.len())];
+            sends.push((p, number.saturating_sub(self.rng.random_range(0..=4))));
+        }
+        for (peer, n) in sends {
+            let Some(block) = self.chain.block(n).cloned() else { continue };
+            let msg = Message::NewBlock(syncsim_node::codec::NewBlock { block });
+            self.transmit(peer, msg.encode(), true);
+        }
+    }
+
     /// Handles one queued event; returns what the node should see, if anything.
     fn process(&mut self, ev: Ev) -> Option<NetEvent> {
         let now = self.now_us();
@@ -331,7 +373,12 @@ impl World {
                 let (number, hash) = (block.header.number, block.header.hash());
                 self.trace.event(now, "block", None, &number.to_string(), hash.as_slice());
                 self.push(now + self.block_time_us, Ev::Block);
+                self.announce(number);
                 Some(NetEvent::Head { number, hash })
+            }
+            Ev::Crash => {
+                self.trace.event(now, "shutdown", None, "", &[]);
+                Some(NetEvent::Shutdown)
             }
             Ev::Reorg(depth) => {
                 self.chain.reorg(depth);
@@ -442,6 +489,11 @@ impl Network for World {
 
     fn phase(&mut self, phase: &str) {
         let now = self.now_us();
+        if self.crash_on_phase.as_ref().is_some_and(|(p, _)| p == phase) {
+            if let Some((_, delay)) = self.crash_on_phase.take() {
+                self.push(now + delay, Ev::Crash);
+            }
+        }
         self.trace.event(now, "phase", None, phase, &[]);
         self.phases.push((now / 1000, phase.to_string()));
     }

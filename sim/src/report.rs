@@ -137,8 +137,8 @@ impl Report {
         let _ = writeln!(s, "{verdict} {} (seed {})", self.scenario, self.seed);
         let _ = writeln!(
             s,
-            "  converged {}  pivot #{}  head #{}  root {}",
-            self.converged, self.pivot_block, self.head_block, self.local_root
+            "  converged {}  head_root_ok {}  pivot #{}  head #{}  root {}",
+            self.converged, self.head_root_ok, self.pivot_block, self.head_block, self.local_root
         );
         if let Some(f) = &self.failure {
             let _ = writeln!(s, "  stopped: {f}");

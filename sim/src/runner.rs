@@ -26,6 +26,8 @@ pub struct RunOptions {
     pub trace: Option<PathBuf>,
     /// Test-only: plant a known bug in the node (see `syncsim fuzz --plant`).
     pub planted: Option<syncsim_node::sync::PlantedBug>,
+    /// Crash the node this many ms after it first enters the named phase (e.g. "execution").
+    pub crash_on_phase: Option<(String, u64)>,
 }
 
 /// Why a run could not start.
@@ -198,38 +200,36 @@ pub fn run_with_state(
         sc.expect.max_virtual_time.map_or(DEFAULT_MAX_VIRTUAL_MS, |d| d.as_millis() as u64 * 2 + 60_000);
     let crashes = sc.faults.crash;
     let sync_wall = WallInstant::now();
+    let crash_on_phase = opts.crash_on_phase.clone();
     let (outcome, world, stats_by_session, crashes_done, store) = rt.block_on(async move {
         let mut world = World::new(sc, chain, seed, Trace::new(trace_out));
-        let mut store = MemStore::default();
+        world.crash_on_phase = crash_on_phase.map(|(p, ms)| (p, ms * 1000));
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6372_6173_68);
-        let start = tokio::time::Instant::now();
-        let end = start + std::time::Duration::from_millis(max_virtual);
-        let mut crashes_left = crashes;
+        // crash moments spread over the expected length of the sync
+        let estimate_us = (lower.max(2000) as f64 * 1500.0) as u64;
+        let mut times: Vec<u64> =
+            (0..crashes).map(|_| (estimate_us as f64 * rng.random_range(0.1..0.9)) as u64).collect();
+        times.sort_unstable();
+        world.schedule_crashes(&times);
+        let mut store = MemStore::default();
+        let end = tokio::time::Instant::now() + std::time::Duration::from_millis(max_virtual);
         let mut crashes_done = 0u32;
         let mut sessions: Vec<NodeStats> = Vec::new();
         let mut session = 0u64;
-        let estimate = (lower.max(2000) as f64 * 1.5) as u64;
         loop {
-            let crash_at = (crashes_left > 0).then(|| {
-                let frac = rng.random_range(0.15..0.6);
-                tokio::time::Instant::now()
-                    + std::time::Duration::from_millis((estimate as f64 * frac) as u64)
-            });
-            let stop = crash_at.map_or(end, |c| c.min(end));
             let mut node = Node::new(&mut world, &mut store, cfg.clone(), session);
-            let res = tokio::time::timeout_at(stop, node.run()).await;
+            let res = tokio::time::timeout_at(end, node.run()).await;
             let st = node.final_stats();
             drop(node);
             world.end_us = world.now_us();
             sessions.push(st);
             match res {
-                Ok(outcome) => return (Some(outcome), world, sessions, crashes_done, store),
-                Err(_) if crash_at.is_some_and(|c| c <= stop) && stop < end => {
-                    crashes_left -= 1;
+                Ok(NodeOutcome::Interrupted) => {
                     crashes_done += 1;
                     session += 1;
                     world.node_crashed();
                 }
+                Ok(outcome) => return (Some(outcome), world, sessions, crashes_done, store),
                 Err(_) => return (None, world, sessions, crashes_done, store),
             }
         }
@@ -240,9 +240,15 @@ pub fn run_with_state(
     let virtual_time_ms = world.end_us / 1000;
 
     // Oracle: replay the canonical chain up to the pivot from the initial flat state.
+    let mut node_head = None;
     let (pivot, local_root, failure) = match &outcome {
-        Some(NodeOutcome::Synced { pivot, root, .. }) => (*pivot, Some(*root), None),
+        Some(NodeOutcome::Synced { pivot, root, head, head_hash, head_root, .. }) => {
+            node_head = Some((*head, *head_hash, *head_root));
+            (*pivot, Some(*root), None)
+        }
         Some(NodeOutcome::Stalled { reason }) => (0, None, Some(format!("stalled: {reason}"))),
+        Some(NodeOutcome::Failed { reason }) => (0, None, Some(format!("failed: {reason}"))),
+        Some(NodeOutcome::Interrupted) => (0, None, Some("interrupted".into())),
         None => (0, None, Some(format!("virtual time limit ({} s) reached", max_virtual / 1000))),
     };
     let oracle_wall = WallInstant::now();
@@ -254,6 +260,20 @@ pub fn run_with_state(
     // independent walk, whatever the node claimed.
     let walk = local_root.filter(|r| *r == expected).map(|r| syncsim_node::sync::verify_complete(&store, r));
     let converged = header_root == Some(expected) && matches!(walk, Some(Ok(_)));
+    // After the pivot: replay the canonical bodies up to the node's head and compare roots.
+    let head_root_ok = match node_head {
+        Some((h, hash, root)) if converged => {
+            let canonical = world.chain.block(h).map(|b| b.header.hash()) == Some(hash);
+            let mut st = oracle_state;
+            for n in pivot + 1..=h {
+                if let Some(b) = world.chain.block(n) {
+                    oracle::apply_body(&mut st, &b.body);
+                }
+            }
+            canonical && oracle::oracle_root(&st) == root && world.chain.state_root(h) == Some(root)
+        }
+        _ => false,
+    };
     let failure = match (&failure, &walk) {
         (None, Some(Err(e))) => Some(format!("node claimed success but its store is incomplete: {e}")),
         (None, None) => Some("node root differs from the oracle".to_string()),
@@ -271,6 +291,7 @@ pub fn run_with_state(
         add(&mut requests.bytecodes, &s.sync.bytecodes);
         add(&mut requests.trie_nodes, &s.sync.trie_nodes);
         add(&mut requests.headers, &s.headers);
+        add(&mut requests.bodies, &s.bodies);
         healed += s.sync.healed_nodes;
         pivot_moves += s.pivots.len().saturating_sub(1) as u64;
         for (p, _) in &s.dropped {
@@ -360,10 +381,10 @@ pub fn run_with_state(
         converged,
         failure,
         pivot_block: pivot,
-        head_block: world.chain.head_number(),
+        head_block: node_head.map_or(world.chain.head_number(), |(h, _, _)| h),
         expected_root: format!("{expected}"),
         local_root: local_root.map(|r| format!("{r}")).unwrap_or_default(),
-        head_root_ok: converged,
+        head_root_ok,
         virtual_time_ms,
         wall_time_ms: wall.elapsed().as_millis() as u64,
         sync_wall_ms,

@@ -32,6 +32,18 @@ pub trait NodeSource {
     fn node(&self, hash: &B256) -> Option<&[u8]>;
 }
 
+/// A node store that can also be written (by hash, which the caller computed).
+pub trait NodeDb: NodeSource {
+    /// Stores a node.
+    fn put(&mut self, hash: B256, rlp: &[u8]);
+}
+
+impl NodeDb for MemNodes {
+    fn put(&mut self, hash: B256, rlp: &[u8]) {
+        self.insert_hashed(hash, rlp);
+    }
+}
+
 /// An in-memory content-addressed node map.
 #[derive(Debug, Default, Clone)]
 pub struct MemNodes {

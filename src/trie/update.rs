@@ -1,8 +1,8 @@
-//! Copy-on-write updates: applying inserts and deletes to a trie in a [`MemNodes`] yields a
+//! Copy-on-write updates: applying inserts and deletes to a trie in a [`NodeDb`] yields a
 //! new root while every older root stays readable (nodes are immutable and shared).
 
 use crate::primitives::{keccak256, B256, EMPTY_ROOT};
-use crate::trie::db::MemNodes;
+use crate::trie::db::NodeDb;
 use crate::trie::nibbles::nibble;
 use crate::trie::node::{ChildRef, Node};
 use crate::trie::walk::{load, WalkError};
@@ -12,30 +12,35 @@ pub type Update = (B256, Option<Vec<u8>>);
 
 /// Applies `updates` (keys strictly increasing; values non-empty) to the trie at `root`,
 /// storing new nodes in `db`, and returns the new root.
-pub fn apply(db: &mut MemNodes, root: B256, updates: &[Update]) -> Result<B256, WalkError> {
+pub fn apply<D: NodeDb + ?Sized>(db: &mut D, root: B256, updates: &[Update]) -> Result<B256, WalkError> {
     if updates.is_empty() {
         return Ok(root);
     }
     let current = if root == EMPTY_ROOT { None } else { Some(load(db, &ChildRef::Hash(root))?.0) };
     match update(db, current, 0, updates)? {
         None => Ok(EMPTY_ROOT),
-        Some(node) => Ok(db.insert(&node.encode())),
+        Some(node) => {
+            let rlp = node.encode();
+            let h = keccak256(&rlp);
+            db.put(h, &rlp);
+            Ok(h)
+        }
     }
 }
 
-fn store(db: &mut MemNodes, node: &Node) -> ChildRef {
+fn store<D: NodeDb + ?Sized>(db: &mut D, node: &Node) -> ChildRef {
     let rlp = node.encode();
     if rlp.len() < 32 {
         ChildRef::Inline(rlp)
     } else {
         let h = keccak256(&rlp);
-        db.insert_hashed(h, &rlp);
+        db.put(h, &rlp);
         ChildRef::Hash(h)
     }
 }
 
-fn update(
-    db: &mut MemNodes,
+fn update<D: NodeDb + ?Sized>(
+    db: &mut D,
     node: Option<Node>,
     depth: usize,
     ups: &[Update],
@@ -120,7 +125,7 @@ fn update(
 }
 
 /// The node `prefix ++ node`: merges paths into leaves/extensions, wraps branches.
-fn prepend(db: &mut MemNodes, mut prefix: Vec<u8>, node: Node) -> Node {
+fn prepend<D: NodeDb + ?Sized>(db: &mut D, mut prefix: Vec<u8>, node: Node) -> Node {
     match node {
         Node::Leaf { path, value } => {
             prefix.extend_from_slice(&path);
@@ -135,7 +140,7 @@ fn prepend(db: &mut MemNodes, mut prefix: Vec<u8>, node: Node) -> Node {
 }
 
 /// A new subtree holding `leaves` (sorted) below `depth`, nodes stored in `db`.
-fn fresh(db: &mut MemNodes, leaves: &[(B256, Vec<u8>)], depth: usize) -> Option<Node> {
+fn fresh<D: NodeDb + ?Sized>(db: &mut D, leaves: &[(B256, Vec<u8>)], depth: usize) -> Option<Node> {
     match leaves {
         [] => None,
         [(k, v)] => Some(Node::Leaf { path: (depth..64).map(|i| nibble(k, i)).collect(), value: v.clone() }),
