@@ -53,6 +53,25 @@ pub enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Run a scenario over a grid of settings and seeds; write sweep.csv, sweep.json, sweep.svg.
+    ///
+    /// Example: syncsim sweep scenarios/many-peers.toml --set sync.account_bytes=64KiB,512KiB --seeds 3
+    Sweep {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// A key and its values, e.g. --set sync.concurrency=4,16 (several make a product).
+        #[arg(long = "set", value_name = "KEY=V1,V2,...", required = true)]
+        set: Vec<String>,
+        /// Seeds per setting: the base seed (the scenario's or --seed) plus 0..N.
+        #[arg(long, default_value_t = 3)]
+        seeds: u32,
+        /// Base seed (overrides the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output directory (created if missing).
+        #[arg(long, default_value = "sweep-out")]
+        out: PathBuf,
+    },
     /// Print the state root of a genesis alloc file (geth/reth/besu style JSON).
     ///
     /// A file of named cases prints one `NAME ROOT` line per case; FILE#NAME selects one.

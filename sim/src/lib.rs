@@ -9,6 +9,7 @@ pub mod plot;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod sweep;
 pub mod trace;
 pub mod units;
 pub mod view;
