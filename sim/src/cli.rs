@@ -92,7 +92,7 @@ pub enum Command {
 /// Parses `0x`-prefixed (or bare) hex.
 fn hex_bytes(s: &str) -> Result<Vec<u8>, String> {
     let h = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
-    if h.len() % 2 != 0 {
+    if !h.len().is_multiple_of(2) {
         return Err(format!("odd-length hex {s:?}"));
     }
     (0..h.len())

@@ -16,7 +16,9 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Sweep { scenario, set, seeds, seed, out } => syncsim::sweep::main(&scenario, &set, seeds, seed, &out),
+        Command::Sweep { scenario, set, seeds, seed, out } => {
+            syncsim::sweep::main(&scenario, &set, seeds, seed, &out)
+        }
         Command::StateRoot { genesis } => cli::state_root(&genesis),
         Command::VerifyRange { case } => cli::verify_range(&case),
         Command::Run { scenarios, seed, report, trace, plot, set, quiet } => {

@@ -113,7 +113,7 @@ pub struct World {
 fn sample_latency_us(rng: &mut ChaCha8Rng, l: &Latency) -> u64 {
     match l {
         Latency::Uniform { min, max } => {
-            let (a, b) = (min.as_micros() as u64, max.as_micros() as u64);
+            let (a, b) = (min.as_micros(), max.as_micros());
             if b > a {
                 rng.random_range(a..=b)
             } else {
@@ -159,12 +159,12 @@ impl World {
                 let flap = if behaviours.contains(&Behaviour::Flapping) {
                     Some((30_000_000, 5_000_000))
                 } else {
-                    sc.faults.disconnect.map(|d| (d.every.as_micros() as u64, d.downtime.as_micros() as u64))
+                    sc.faults.disconnect.map(|d| (d.every.as_micros(), d.downtime.as_micros()))
                 };
-                let join = group.join_at.map_or(0, |d| d.as_micros() as u64);
+                let join = group.join_at.map_or(0, |d| d.as_micros());
                 push(&mut queue, join, Ev::Join(id));
                 if let Some(l) = group.leave_at {
-                    push(&mut queue, l.as_micros() as u64, Ev::Leave(id));
+                    push(&mut queue, l.as_micros(), Ev::Leave(id));
                 }
                 if let Some((every, _)) = flap {
                     let t = join + rng.random_range(every / 2..=every.max(1) * 3 / 2);
@@ -187,12 +187,12 @@ impl World {
                 });
             }
         }
-        let block_time_us = sc.chain.block_time.as_micros() as u64;
+        let block_time_us = sc.chain.block_time.as_micros();
         if block_time_us > 0 {
             push(&mut queue, block_time_us, Ev::Block);
         }
         if let Some(r) = sc.chain.reorg {
-            push(&mut queue, r.at.as_micros() as u64, Ev::Reorg(r.depth));
+            push(&mut queue, r.at.as_micros(), Ev::Reorg(r.depth));
         }
         World {
             chain,
@@ -416,7 +416,7 @@ impl World {
             }
             Ev::Disconnect(peer) => {
                 let p = &mut self.peers[peer as usize];
-                let Some((every, down)) = p.flap else { return None };
+                let (every, down) = p.flap?;
                 let was = p.connected;
                 p.connected = false;
                 let next = now + down.max(1);

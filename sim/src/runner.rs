@@ -96,7 +96,7 @@ pub fn node_config(sc: &Scenario) -> NodeConfig {
             max_codes: s.max_codes as usize,
             max_trie_nodes: s.max_trie_nodes as usize,
             concurrency: s.concurrency as usize,
-            request_timeout_ms: s.request_timeout.as_millis() as u64,
+            request_timeout_ms: s.request_timeout.as_millis(),
             account_chunks: 16,
             planted: None,
         },
@@ -176,7 +176,7 @@ pub fn run_with_state(
         state,
         ChainParams {
             changes_per_block: sc.chain.changes_per_block as u32,
-            block_time_ms: sc.chain.block_time.as_millis() as u64,
+            block_time_ms: sc.chain.block_time.as_millis(),
         },
         seed,
     );
@@ -197,14 +197,14 @@ pub fn run_with_state(
     let mut cfg = node_config(sc);
     cfg.sync.planted = opts.planted;
     let max_virtual =
-        sc.expect.max_virtual_time.map_or(DEFAULT_MAX_VIRTUAL_MS, |d| d.as_millis() as u64 * 2 + 60_000);
+        sc.expect.max_virtual_time.map_or(DEFAULT_MAX_VIRTUAL_MS, |d| d.as_millis() * 2 + 60_000);
     let crashes = sc.faults.crash;
     let sync_wall = WallInstant::now();
     let crash_on_phase = opts.crash_on_phase.clone();
     let (outcome, world, stats_by_session, crashes_done, store) = rt.block_on(async move {
         let mut world = World::new(sc, chain, seed, Trace::new(trace_out));
         world.crash_on_phase = crash_on_phase.map(|(p, ms)| (p, ms * 1000));
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6372_6173_68);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x63_7261_7368);
         // crash moments spread over the expected length of the sync
         let estimate_us = (lower.max(2000) as f64 * 1500.0) as u64;
         let mut times: Vec<u64> =
@@ -323,7 +323,7 @@ pub fn run_with_state(
         });
     }
     if let Some(max) = sc.expect.max_virtual_time {
-        let max = max.as_millis() as u64;
+        let max = max.as_millis();
         expectations.push(Expectation {
             name: "max_virtual_time".into(),
             ok: virtual_time_ms <= max,

@@ -185,7 +185,7 @@ impl fmt::Display for Duration {
             return f.write_str("0s");
         }
         for (name, factor) in DURATION_UNITS {
-            if self.nanos % factor == 0 {
+            if self.nanos.is_multiple_of(*factor) {
                 return write!(f, "{}{name}", self.nanos / factor);
             }
         }
@@ -269,7 +269,7 @@ impl FromStr for Size {
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (name, factor) in BINARY_UNITS.iter().chain(DECIMAL_UNITS) {
-            if self.0 != 0 && self.0 % factor == 0 {
+            if self.0 != 0 && self.0.is_multiple_of(*factor) {
                 return write!(f, "{}{name}", self.0 / factor);
             }
         }

@@ -117,7 +117,7 @@ fn keys_exactly_on_chunk_boundaries() {
     let mut state = State::default();
     let mut put = |k: B256, i: u64| {
         let mut a = AccountData::plain(i, U256::from(i + 1));
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             a.storage.insert(B256::ZERO, U256::from(i + 7));
             a.storage.insert(B256::repeat_byte(0xff), U256::from(i + 9));
         }
