@@ -74,7 +74,7 @@ impl Default for NodeConfig {
             pivot_distance: 64,
             stall_timeout_ms: 600_000,
             limits: Limits::default(),
-            follow_blocks: 2,
+            follow_blocks: 0,
         }
     }
 }

@@ -105,12 +105,22 @@ pub fn node_config(sc: &Scenario) -> NodeConfig {
     }
 }
 
-/// Bytes a downloader must receive for this state (leaves with their keys, codes).
+/// Bytes a downloader must receive for this state: every account (hash + slim body), every
+/// slot (hash + value), every distinct code.
 fn state_bytes(state: &State) -> u64 {
     let mut total = 0u64;
     for a in state.accounts.values() {
-        total += 32 + 70;
-        total += a.storage.len() as u64 * (32 + 33);
+        let root = if a.storage.is_empty() {
+            syncsim_node::primitives::EMPTY_ROOT
+        } else {
+            alloy_primitives::B256::repeat_byte(1)
+        };
+        total += 32 + a.to_account(root).encode_slim().len() as u64;
+        total += a
+            .storage
+            .values()
+            .map(|v| 32 + syncsim_node::trie::root::storage_value_rlp(*v).len() as u64)
+            .sum::<u64>();
     }
     total + state.codes.values().map(|c| c.len() as u64).sum::<u64>()
 }
