@@ -101,6 +101,7 @@ pub fn node_config(sc: &Scenario) -> NodeConfig {
             planted: None,
         },
         pivot_distance: s.pivot_distance,
+        follow_blocks: s.follow_blocks,
         ..NodeConfig::default()
     }
 }

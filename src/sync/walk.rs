@@ -4,8 +4,9 @@
 use crate::account::Account;
 use crate::primitives::{B256, EMPTY_CODE, EMPTY_ROOT};
 use crate::store::SyncStore;
-use crate::trie::node::{ChildRef, Node};
-use crate::trie::walk::{load, WalkError};
+use crate::trie::db::HashKeyed;
+use crate::trie::node::{Node, NodeView, RefView};
+use crate::trie::walk::WalkError;
 
 /// Counts from a complete walk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -14,7 +15,7 @@ pub struct WalkStats {
     pub nodes: u64,
     /// Accounts.
     pub accounts: u64,
-    /// Storage slots.
+    /// Storage slots (each distinct storage trie counted once).
     pub slots: u64,
 }
 
@@ -25,55 +26,49 @@ pub enum IncompleteState {
     #[error(transparent)]
     Trie(#[from] WalkError),
     /// An account leaf does not decode.
-    #[error("account {0} does not decode")]
-    BadAccount(B256),
+    #[error("an account leaf does not decode")]
+    BadAccount,
     /// Code is missing.
     #[error("code {0} missing")]
     MissingCode(B256),
 }
 
-/// Walks the state trie at `root` and every storage trie; all must be present.
+/// Walks the state trie at `root` and every storage trie; all must be present. Decodes
+/// without allocating and walks each distinct storage trie once.
 pub fn verify_complete(store: &dyn SyncStore, root: B256) -> Result<WalkStats, IncompleteState> {
     let mut stats = WalkStats::default();
     if root == EMPTY_ROOT {
         return Ok(stats);
     }
-    let mut stack: Vec<(ChildRef, Vec<u8>, bool)> = vec![(ChildRef::Hash(root), Vec::new(), true)];
-    while let Some((r, path, is_account_trie)) = stack.pop() {
-        let (node, rlp) = load(store, &r)?;
-        if rlp.is_some() {
-            stats.nodes += 1;
-        }
-        match node {
-            Node::Leaf { path: rest, value } => {
-                if is_account_trie {
+    let mut seen_storage: HashKeyed<()> = HashKeyed::default();
+    let mut stack: Vec<(RefView<'_>, bool)> = vec![(RefView::Hash(root), true)];
+    while let Some((r, account_trie)) = stack.pop() {
+        let rlp = match r {
+            RefView::Hash(h) => {
+                stats.nodes += 1;
+                store.node(&h).ok_or(WalkError::Missing(h))?
+            }
+            RefView::Inline(raw) => raw,
+        };
+        match Node::view(rlp).map_err(WalkError::from)? {
+            NodeView::Leaf(value) => {
+                if account_trie {
                     stats.accounts += 1;
-                    let mut full = path.clone();
-                    full.extend_from_slice(&rest);
-                    let key = crate::trie::nibbles::pack(&full).unwrap_or_default();
-                    let acc = Account::decode_full(&value).map_err(|_| IncompleteState::BadAccount(key))?;
+                    let acc = Account::decode_full(value).map_err(|_| IncompleteState::BadAccount)?;
                     if acc.code_hash != EMPTY_CODE && store.code(&acc.code_hash).is_none() {
                         return Err(IncompleteState::MissingCode(acc.code_hash));
                     }
-                    if acc.storage_root != EMPTY_ROOT {
-                        stack.push((ChildRef::Hash(acc.storage_root), Vec::new(), false));
+                    if acc.storage_root != EMPTY_ROOT && seen_storage.insert(acc.storage_root, ()).is_none() {
+                        stack.push((RefView::Hash(acc.storage_root), false));
                     }
                 } else {
                     stats.slots += 1;
                 }
             }
-            Node::Extension { path: ext, child } => {
-                let mut p = path;
-                p.extend_from_slice(&ext);
-                stack.push((child, p, is_account_trie));
-            }
-            Node::Branch { children, .. } => {
-                for (i, c) in children.into_iter().enumerate().rev() {
-                    if let Some(c) = c {
-                        let mut p = path.clone();
-                        p.push(i as u8);
-                        stack.push((c, p, is_account_trie));
-                    }
+            NodeView::Extension(child) => stack.push((child, account_trie)),
+            NodeView::Branch(children) => {
+                for c in children.into_iter().flatten() {
+                    stack.push((c, account_trie));
                 }
             }
         }

@@ -233,3 +233,83 @@ mod tests {
         }
     }
 }
+
+/// A child reference borrowed from a node's RLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefView<'a> {
+    /// By hash.
+    Hash(B256),
+    /// Embedded node RLP.
+    Inline(&'a [u8]),
+}
+
+/// A node decoded without allocating: everything borrows from the RLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeView<'a> {
+    /// Branch: its children.
+    Branch([Option<RefView<'a>>; 16]),
+    /// Extension: its child (the path is not needed by walkers that only check presence).
+    Extension(RefView<'a>),
+    /// Leaf: its value.
+    Leaf(&'a [u8]),
+}
+
+fn view_child<'a>(
+    is_list: bool,
+    payload: &'a [u8],
+    whole: &'a [u8],
+) -> Result<Option<RefView<'a>>, NodeError> {
+    if is_list {
+        if whole.len() >= 32 {
+            return Err(NodeError::BadChild);
+        }
+        return Ok(Some(RefView::Inline(whole)));
+    }
+    match payload.len() {
+        0 => Ok(None),
+        32 => Ok(Some(RefView::Hash(B256::from_slice(payload)))),
+        _ => Err(NodeError::BadChild),
+    }
+}
+
+impl Node {
+    /// Decodes a node's shape without allocating (for walks over whole tries).
+    pub fn view(rlp: &[u8]) -> Result<NodeView<'_>, NodeError> {
+        let mut buf = rlp;
+        let (is_list, payload, _) = take_item(&mut buf)?;
+        if !buf.is_empty() {
+            return Err(NodeError::Trailing);
+        }
+        if !is_list {
+            return Err(NodeError::Rlp("node is not a list".into()));
+        }
+        let mut items = payload;
+        let first = take_item(&mut items)?;
+        let second = take_item(&mut items)?;
+        if items.is_empty() {
+            let (l0, p0, _) = first;
+            if l0 {
+                return Err(NodeError::BadPath);
+            }
+            let flag = p0.first().ok_or(NodeError::BadPath)? >> 4;
+            let (l1, p1, w1) = second;
+            return match flag {
+                2 | 3 if !l1 => Ok(NodeView::Leaf(p1)),
+                0 | 1 => Ok(NodeView::Extension(view_child(l1, p1, w1)?.ok_or(NodeError::BadChild)?)),
+                _ => Err(NodeError::BadPath),
+            };
+        }
+        let mut children: [Option<RefView<'_>>; 16] = [None; 16];
+        children[0] = view_child(first.0, first.1, first.2)?;
+        children[1] = view_child(second.0, second.1, second.2)?;
+        for slot in children.iter_mut().skip(2) {
+            let (l, p, w) = take_item(&mut items)?;
+            *slot = view_child(l, p, w)?;
+        }
+        let _value = take_item(&mut items)?;
+        if !items.is_empty() {
+            return Err(NodeError::ItemCount(18));
+        }
+        Ok(NodeView::Branch(children))
+    }
+}

@@ -30,6 +30,7 @@ const SYNC_KEYS: &[&str] = &[
     "concurrency",
     "request_timeout",
     "pivot_distance",
+    "follow_blocks",
 ];
 const EXPECT_KEYS: &[&str] = &["converge", "max_virtual_time", "max_requests", "dropped"];
 
@@ -648,6 +649,9 @@ impl<'a> Builder<'a> {
         }
         if let Some(v) = self.opt(&t, "pivot_distance", |b, n, p, o| b.uint(n, p, o, 0, u64::MAX))? {
             s.pivot_distance = v;
+        }
+        if let Some(v) = self.opt(&t, "follow_blocks", |b, n, p, o| b.uint(n, p, o, 0, u64::MAX))? {
+            s.follow_blocks = v;
         }
         Ok(s)
     }

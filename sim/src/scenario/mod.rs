@@ -248,6 +248,9 @@ pub struct SyncSpec {
     pub request_timeout: Duration,
     /// `pivot_distance` (default 64): blocks between the head and the pivot.
     pub pivot_distance: u64,
+    /// `follow_blocks` (default 0, our extension): once at the head, keep following this many
+    /// new blocks before the run ends.
+    pub follow_blocks: u64,
 }
 
 impl Default for SyncSpec {
@@ -263,6 +266,7 @@ impl Default for SyncSpec {
             concurrency: 16,
             request_timeout: Duration::from_secs(10),
             pivot_distance: 64,
+            follow_blocks: 0,
         }
     }
 }

@@ -182,6 +182,7 @@ fn full_example() {
             concurrency: 8,
             request_timeout: ms(1500),
             pivot_distance: 32,
+            follow_blocks: 0,
         }
     );
     assert_eq!(

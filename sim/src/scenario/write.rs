@@ -178,6 +178,7 @@ pub(crate) fn to_toml(s: &Scenario, dest: Option<&Path>) -> String {
     line(format!("concurrency = {}", y.concurrency));
     line(format!("request_timeout = {}", quote(&y.request_timeout.to_string())));
     line(format!("pivot_distance = {}", y.pivot_distance));
+    line(format!("follow_blocks = {}", y.follow_blocks));
 
     let x = &s.expect;
     line("\n[expect]".into());
