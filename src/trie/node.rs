@@ -243,7 +243,9 @@ pub enum RefView<'a> {
     Inline(&'a [u8]),
 }
 
-/// A node decoded without allocating: everything borrows from the RLP.
+/// A node decoded without allocating: everything borrows from the RLP. (Large by design: it
+/// lives on the stack of walkers, never in collections.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeView<'a> {
     /// Branch: its children.
