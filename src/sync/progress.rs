@@ -42,6 +42,9 @@ pub struct StorageTask {
     pub chunk: usize,
     /// All slots fetched; its trie still to build.
     pub complete: bool,
+    /// Its trie nodes are already stored (the whole trie came in one verified set).
+    #[serde(default)]
+    pub built: bool,
 }
 
 /// Everything the downloader must remember across a crash.

@@ -15,7 +15,6 @@ use crate::sync::peers::{Kind, PeerId, PeerState};
 use crate::sync::progress::{inc, AccountTask, Need, Progress, StorageTask};
 use crate::trie::build::build;
 use crate::trie::nibbles::{max_key_with_prefix, min_key_with_prefix};
-use crate::trie::root::root_from_sorted;
 use crate::trie::verify_range;
 use std::collections::{BTreeMap, BTreeSet};
 use tracing::debug;
@@ -477,7 +476,13 @@ impl Syncer {
             {
                 self.progress.storage.insert(
                     *key,
-                    StorageTask { root: acc.storage_root, next: B256::ZERO, chunk, complete: false },
+                    StorageTask {
+                        root: acc.storage_root,
+                        next: B256::ZERO,
+                        chunk,
+                        complete: false,
+                        built: false,
+                    },
                 );
                 self.progress.tasks[chunk].pending.insert((*key, Need::Storage));
             }
@@ -529,6 +534,7 @@ impl Syncer {
         // Verify everything before accepting anything.
         let n = r.slots.len();
         let mut outcome: Vec<(B256, bool /*complete*/, Option<B256> /*next*/)> = Vec::with_capacity(n.max(1));
+        let mut built_nodes: Vec<(B256, Vec<(B256, Vec<u8>)>)> = Vec::new();
         if n == 0 {
             // proof that nothing is left at or after the origin of the first account
             let (acct, root) = accounts[0];
@@ -565,10 +571,15 @@ impl Syncer {
                 if values.iter().any(|v| v.is_empty()) {
                     return Verdict::Fault("empty slot value".into());
                 }
-                let computed = root_from_sorted(keys.iter().copied().zip(values.iter().copied()));
+                // Verify by building the trie: when the root matches, its nodes are exactly the
+                // account's storage trie, stored at once instead of rebuilt later.
+                let pairs: Vec<(B256, &[u8])> = keys.iter().copied().zip(values.iter().copied()).collect();
+                let mut nodes = Vec::new();
+                let computed = build(&pairs, &mut |n| nodes.push((n.hash, n.rlp.to_vec())));
                 if computed != root {
                     return Verdict::Fault(format!("storage set {i} does not hash to its root"));
                 }
+                built_nodes.push((acct, nodes));
                 outcome.push((acct, true, None));
             }
         }
@@ -576,6 +587,14 @@ impl Syncer {
             let acct = accounts[i].0;
             for s in set {
                 batch.slots.push((acct, s.hash, s.data.to_vec()));
+            }
+        }
+        for (acct, nodes) in built_nodes {
+            if let Some(t) = self.progress.storage.get_mut(&acct) {
+                if t.next == B256::ZERO && !t.complete {
+                    t.built = true;
+                    batch.nodes.extend(nodes);
+                }
             }
         }
         for (acct, complete, next) in outcome {
@@ -702,8 +721,10 @@ impl Syncer {
         let done: Vec<B256> =
             self.progress.storage.iter().filter(|(_, t)| t.complete).map(|(a, _)| *a).collect();
         for acct in &done {
-            let slots = store.slots_of(acct);
-            build(&slots, &mut |n| batch.nodes.push((n.hash, n.rlp.to_vec())));
+            if self.progress.storage.get(acct).is_some_and(|t| !t.built) {
+                let slots = store.slots_of(acct);
+                build(&slots, &mut |n| batch.nodes.push((n.hash, n.rlp.to_vec())));
+            }
             if let Some(t) = self.progress.storage.remove(acct) {
                 self.progress.tasks[t.chunk].pending.remove(&(*acct, Need::Storage));
             }

@@ -51,7 +51,7 @@ pub fn verify_complete(store: &dyn SyncStore, root: B256) -> Result<WalkStats, I
             RefView::Inline(raw) => raw,
         };
         match Node::view(rlp).map_err(WalkError::from)? {
-            NodeView::Leaf(value) => {
+            NodeView::Leaf(_, value) => {
                 if account_trie {
                     stats.accounts += 1;
                     let acc = Account::decode_full(value).map_err(|_| IncompleteState::BadAccount)?;
@@ -65,7 +65,7 @@ pub fn verify_complete(store: &dyn SyncStore, root: B256) -> Result<WalkStats, I
                     stats.slots += 1;
                 }
             }
-            NodeView::Extension(child) => stack.push((child, account_trie)),
+            NodeView::Extension(_, child) => stack.push((child, account_trie)),
             NodeView::Branch(children) => {
                 for c in children.into_iter().flatten() {
                     stack.push((c, account_trie));

@@ -250,10 +250,10 @@ pub enum RefView<'a> {
 pub enum NodeView<'a> {
     /// Branch: its children.
     Branch([Option<RefView<'a>>; 16]),
-    /// Extension: its child (the path is not needed by walkers that only check presence).
-    Extension(RefView<'a>),
-    /// Leaf: its value.
-    Leaf(&'a [u8]),
+    /// Extension: its compact (hex-prefix) path and its child.
+    Extension(&'a [u8], RefView<'a>),
+    /// Leaf: its compact (hex-prefix) path and its value.
+    Leaf(&'a [u8], &'a [u8]),
 }
 
 fn view_child<'a>(
@@ -296,8 +296,8 @@ impl Node {
             let flag = p0.first().ok_or(NodeError::BadPath)? >> 4;
             let (l1, p1, w1) = second;
             return match flag {
-                2 | 3 if !l1 => Ok(NodeView::Leaf(p1)),
-                0 | 1 => Ok(NodeView::Extension(view_child(l1, p1, w1)?.ok_or(NodeError::BadChild)?)),
+                2 | 3 if !l1 => Ok(NodeView::Leaf(p0, p1)),
+                0 | 1 => Ok(NodeView::Extension(p0, view_child(l1, p1, w1)?.ok_or(NodeError::BadChild)?)),
                 _ => Err(NodeError::BadPath),
             };
         }

@@ -4,7 +4,7 @@
 use crate::primitives::{B256, EMPTY_ROOT};
 use crate::trie::db::NodeSource;
 use crate::trie::nibbles::{nibble, pack};
-use crate::trie::node::{ChildRef, Node, NodeError};
+use crate::trie::node::{ChildRef, Node, NodeError, NodeView, RefView};
 
 /// Why a walk failed: the trie in the store is incomplete or corrupt.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,7 +134,7 @@ pub fn iter_from<S: NodeSource + ?Sized>(
         return Ok(());
     }
     let mut path = Vec::with_capacity(64);
-    walk(db, &ChildRef::Hash(root), &mut path, Some(start), visit)?;
+    walk(db, RefView::Hash(root), &mut path, Some(start), visit)?;
     Ok(())
 }
 
@@ -149,39 +149,55 @@ fn cmp_prefix(path: &[u8], key: &B256) -> std::cmp::Ordering {
     std::cmp::Ordering::Equal
 }
 
+/// Appends the nibbles of a compact (hex-prefix) path.
+fn push_compact(path: &mut Vec<u8>, compact: &[u8]) -> Result<(), WalkError> {
+    let first = *compact.first().ok_or(WalkError::Bad(NodeError::BadPath))?;
+    if first & 0x10 != 0 {
+        path.push(first & 0x0f);
+    }
+    for b in &compact[1..] {
+        path.push(b >> 4);
+        path.push(b & 0x0f);
+    }
+    Ok(())
+}
+
 /// In-order walk; `bound` is `Some(start)` while `path` is still a prefix of `start`.
-/// Returns false when the visitor asked to stop.
+/// Returns false when the visitor asked to stop. Decodes without allocating.
 fn walk<S: NodeSource + ?Sized>(
     db: &S,
-    r: &ChildRef,
+    r: RefView<'_>,
     path: &mut Vec<u8>,
     bound: Option<&B256>,
     visit: &mut dyn FnMut(B256, &[u8]) -> bool,
 ) -> Result<bool, WalkError> {
-    let (node, _) = load(db, r)?;
+    let rlp = match r {
+        RefView::Hash(h) => db.node(&h).ok_or(WalkError::Missing(h))?,
+        RefView::Inline(raw) => raw,
+    };
     let base = path.len();
-    let result = match node {
-        Node::Leaf { path: rest, value } => {
-            path.extend_from_slice(&rest);
+    let result = match Node::view(rlp)? {
+        NodeView::Leaf(compact, value) => {
+            push_compact(path, compact)?;
             let key = pack(path).ok_or(WalkError::KeyLength(path.len()))?;
             if bound.is_some_and(|s| key < *s) {
                 true
             } else {
-                visit(key, &value)
+                visit(key, value)
             }
         }
-        Node::Extension { path: ext, child } => {
-            path.extend_from_slice(&ext);
+        NodeView::Extension(compact, child) => {
+            push_compact(path, compact)?;
             if path.len() > 64 {
                 return Err(WalkError::KeyLength(path.len()));
             }
             match bound.map(|s| cmp_prefix(path, s)) {
                 Some(std::cmp::Ordering::Less) => true,
-                Some(std::cmp::Ordering::Equal) => walk(db, &child, path, bound, visit)?,
-                _ => walk(db, &child, path, None, visit)?,
+                Some(std::cmp::Ordering::Equal) => walk(db, child, path, bound, visit)?,
+                _ => walk(db, child, path, None, visit)?,
             }
         }
-        Node::Branch { children, .. } => {
+        NodeView::Branch(children) => {
             if path.len() >= 64 {
                 return Err(WalkError::KeyLength(path.len()));
             }
@@ -191,7 +207,7 @@ fn walk<S: NodeSource + ?Sized>(
                 let Some(c) = c else { continue };
                 path.push(i as u8);
                 let b = if bound.is_some() && i as u8 == from { bound } else { None };
-                go = walk(db, c, path, b, visit)?;
+                go = walk(db, *c, path, b, visit)?;
                 path.pop();
                 if !go {
                     break;
