@@ -6,6 +6,7 @@ pub mod cli;
 pub mod net;
 pub mod peer;
 pub mod plot;
+pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -35,7 +35,7 @@ fn run_cmd(
     trace: Option<std::path::PathBuf>,
     plot: Option<std::path::PathBuf>,
     set: &[String],
-    _quiet: bool,
+    quiet: bool,
 ) -> i32 {
     let mut overrides = Vec::new();
     for s in set {
@@ -61,7 +61,15 @@ fn run_cmd(
     let mut code = EXIT_OK;
     for (i, sc) in scenarios.iter().enumerate() {
         let trace_path = trace.as_ref().map(|t| numbered(t, i, scenarios.len()));
-        match run(sc, &RunOptions { seed, trace: trace_path, ..Default::default() }) {
+        match run(
+            sc,
+            &RunOptions {
+                seed,
+                trace: trace_path,
+                progress: !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                ..Default::default()
+            },
+        ) {
             Ok(r) => {
                 print!("{}", r.summary());
                 if !r.passed() {

@@ -108,6 +108,8 @@ pub struct World {
     pub end_us: u64,
     /// Crash the node this long (µs) after it first enters this phase.
     pub crash_on_phase: Option<(String, u64)>,
+    /// The stderr progress display.
+    pub progress: crate::progress::Progress,
 }
 
 fn sample_latency_us(rng: &mut ChaCha8Rng, l: &Latency) -> u64 {
@@ -212,6 +214,7 @@ impl World {
             announce_head: true,
             end_us: 0,
             crash_on_phase: None,
+            progress: crate::progress::Progress::new(false),
         }
     }
 
@@ -481,6 +484,8 @@ impl Network for World {
             let t = next?;
             tokio::time::sleep_until(self.start + std::time::Duration::from_micros(t)).await;
             let (_, ev) = self.queue.pop_first()?;
+            let phase = self.phases.last().map_or("start", |p| p.1.as_str());
+            self.progress.tick(t / 1000, phase, self.bytes_to_node);
             if let Some(out) = self.process(ev) {
                 return Some(out);
             }

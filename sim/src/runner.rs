@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub planted: Option<syncsim_node::sync::PlantedBug>,
     /// Crash the node this many ms after it first enters the named phase (e.g. "execution").
     pub crash_on_phase: Option<(String, u64)>,
+    /// Show a progress display on stderr when the run takes longer than a second.
+    pub progress: bool,
 }
 
 /// Why a run could not start.
@@ -212,9 +214,11 @@ pub fn run_with_state(
     let crashes = sc.faults.crash;
     let sync_wall = WallInstant::now();
     let crash_on_phase = opts.crash_on_phase.clone();
+    let show_progress = opts.progress;
     let (outcome, world, stats_by_session, crashes_done, store) = rt.block_on(async move {
         let mut world = World::new(sc, chain, seed, Trace::new(trace_out));
         world.crash_on_phase = crash_on_phase.map(|(p, ms)| (p, ms * 1000));
+        world.progress = crate::progress::Progress::new(show_progress);
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x63_7261_7368);
         // crash moments spread over the expected length of the sync
         let estimate_us = (lower.max(2000) as f64 * 1500.0) as u64;
@@ -247,6 +251,7 @@ pub fn run_with_state(
     });
     let sync_wall_ms = sync_wall.elapsed().as_millis() as u64;
     let mut world = world;
+    world.progress.finish();
     world.trace.flush();
     let virtual_time_ms = world.end_us / 1000;
 
