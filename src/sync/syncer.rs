@@ -19,6 +19,9 @@ use crate::trie::verify_range;
 use std::collections::{BTreeMap, BTreeSet};
 use tracing::debug;
 
+/// Trie nodes as (hash, rlp).
+type NodeList = Vec<(B256, Vec<u8>)>;
+
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -534,7 +537,7 @@ impl Syncer {
         // Verify everything before accepting anything.
         let n = r.slots.len();
         let mut outcome: Vec<(B256, bool /*complete*/, Option<B256> /*next*/)> = Vec::with_capacity(n.max(1));
-        let mut built_nodes: Vec<(B256, Vec<(B256, Vec<u8>)>)> = Vec::new();
+        let mut built_nodes: Vec<(B256, NodeList)> = Vec::new();
         if n == 0 {
             // proof that nothing is left at or after the origin of the first account
             let (acct, root) = accounts[0];
