@@ -25,7 +25,7 @@ impl Progress {
             return;
         }
         self.calls += 1;
-        if self.calls % 512 != 0 {
+        if !self.calls.is_multiple_of(512) {
             return;
         }
         if self.bar.is_none() {
