@@ -286,7 +286,8 @@ pub fn run_with_state(
                     oracle::apply_body(&mut st, &b.body);
                 }
             }
-            canonical && oracle::oracle_root(&st) == root && world.chain.state_root(h) == Some(root)
+            let head_expected = if h == pivot { expected } else { oracle::oracle_root(&st) };
+            canonical && head_expected == root && world.chain.state_root(h) == Some(root)
         }
         _ => false,
     };
