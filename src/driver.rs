@@ -173,6 +173,10 @@ pub struct Node<'a, N: Network> {
     unprobed: BTreeSet<PeerId>,
     /// Probe requests in flight: id -> peer.
     probes: BTreeMap<u64, PeerId>,
+    /// Header/body record per peer: (failed verifications, good replies).
+    record: BTreeMap<PeerId, (u32, u64)>,
+    /// Peers penalised for bad header/body replies.
+    penalised: BTreeSet<PeerId>,
     /// Peers benched for header/body requests after failing one: peer -> (until ms, strikes).
     bench: BTreeMap<PeerId, (u64, u32)>,
     /// Counters.
@@ -205,6 +209,8 @@ impl<'a, N: Network> Node<'a, N> {
             state_started: 0,
             bench: BTreeMap::new(),
             unprobed: BTreeSet::new(),
+            record: BTreeMap::new(),
+            penalised: BTreeSet::new(),
             probes: BTreeMap::new(),
             stats: NodeStats::default(),
         }
@@ -213,11 +219,30 @@ impl<'a, N: Network> Node<'a, N> {
     /// Counters, including the downloader's, as of now.
     pub fn final_stats(&self) -> NodeStats {
         let mut st = self.stats.clone();
+        let mut penalised = self.penalised.clone();
         if let Some(s) = &self.syncer {
             st.sync = s.stats();
-            st.penalised = s.penalised().iter().copied().collect();
+            penalised.extend(s.penalised().iter().copied());
         }
+        st.penalised = penalised.into_iter().collect();
         st
+    }
+
+    /// A header or body reply failed verification: penalise and bench the peer; drop it
+    /// once failures are repeated and not rare next to its good replies (a message corrupted
+    /// in transit must not cost an honest peer its connection).
+    fn header_fault(&mut self, peer: PeerId, reason: String) {
+        self.penalised.insert(peer);
+        self.bench_peer(peer);
+        let rec = self.record.entry(peer).or_insert((0, 0));
+        rec.0 += 1;
+        if rec.0 >= 3 && u64::from(rec.0) * 4 > rec.1 {
+            self.drop_peer(peer, reason);
+        }
+    }
+
+    fn header_ok(&mut self, peer: PeerId) {
+        self.record.entry(peer).or_insert((0, 0)).1 += 1;
     }
 
     fn now(&self) -> u64 {
@@ -676,11 +701,12 @@ impl<'a, N: Network> Node<'a, N> {
         }
         if ok {
             self.stats.bodies.ok += 1;
+            self.header_ok(peer);
             self.unbench(peer);
             self.progressed();
         } else {
             self.stats.bodies.failed += 1;
-            self.drop_peer(peer, "bodies do not match their headers".into());
+            self.header_fault(peer, "bodies do not match their headers".into());
         }
     }
 
@@ -693,9 +719,10 @@ impl<'a, N: Network> Node<'a, N> {
                 .all(|w| w[1].parent_hash == w[0].hash() && w[1].number == w[0].number + 1);
             if linked {
                 self.stats.headers.ok += 1;
+                self.header_ok(peer);
             } else {
                 self.stats.headers.failed += 1;
-                self.drop_peer(peer, "header chain sample does not link".into());
+                self.header_fault(peer, "header chain sample does not link".into());
             }
             return;
         }
@@ -711,7 +738,7 @@ impl<'a, N: Network> Node<'a, N> {
         match self.chain.on_reply(h.headers, start, last) {
             HeaderOutcome::Fault(reason) => {
                 self.stats.headers.failed += 1;
-                self.drop_peer(peer, reason);
+                self.header_fault(peer, reason);
             }
             HeaderOutcome::Incomplete => {
                 self.stats.headers.failed += 1;
@@ -719,6 +746,7 @@ impl<'a, N: Network> Node<'a, N> {
             }
             HeaderOutcome::Extended => {
                 self.stats.headers.ok += 1;
+                self.header_ok(peer);
                 self.unbench(peer);
                 self.progressed();
             }

@@ -53,6 +53,13 @@ pub enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Swarm-test random scenarios; shrink each failure to a minimal scenario file in --out.
+    ///
+    /// Example: syncsim fuzz --runs 500 --seed 1 --time 10m --out fuzz-out
+    Fuzz {
+        #[command(flatten)]
+        args: crate::fuzz::FuzzArgs,
+    },
     /// Run a scenario over a grid of settings and seeds; write sweep.csv, sweep.json, sweep.svg.
     ///
     /// Example: syncsim sweep scenarios/many-peers.toml --set sync.account_bytes=64KiB,512KiB --seeds 3

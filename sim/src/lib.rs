@@ -3,6 +3,7 @@
 
 pub mod chain;
 pub mod cli;
+pub mod fuzz;
 pub mod net;
 pub mod peer;
 pub mod plot;

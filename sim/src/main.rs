@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Sweep { scenario, set, seeds, seed, out } => {
             syncsim::sweep::main(&scenario, &set, seeds, seed, &out)
         }
+        Command::Fuzz { args } => syncsim::fuzz::main(&args),
         Command::StateRoot { genesis } => cli::state_root(&genesis),
         Command::VerifyRange { case } => cli::verify_range(&case),
         Command::Run { scenarios, seed, report, trace, plot, set, quiet } => {

@@ -769,6 +769,10 @@ impl Syncer {
     /// Assigns queued work to idle peers.
     pub fn poll(&mut self, now: u64, store: &mut dyn SyncStore) -> Vec<Action> {
         let mut out = Vec::new();
+        if self.dirty {
+            // e.g. a pivot move abandoned storage work: chunks may be ready to build now
+            self.flush(store, WriteBatch::default());
+        }
         if self.healer.is_none()
             && self.accounts_done()
             && self.progress.storage.is_empty()
