@@ -276,18 +276,13 @@ pub fn run_with_state(
     // independent walk, whatever the node claimed.
     let walk = local_root.filter(|r| *r == expected).map(|r| syncsim_node::sync::verify_complete(&store, r));
     let converged = header_root == Some(expected) && matches!(walk, Some(Ok(_)));
-    // After the pivot: replay the canonical bodies up to the node's head and compare roots.
+    // After the pivot: the node's root at its head must be the canonical header's root
+    // (the header roots themselves are checked against the oracle's replay in the chain tests;
+    // the pivot root above is the oracle's own).
     let head_root_ok = match node_head {
         Some((h, hash, root)) if converged => {
             let canonical = world.chain.block(h).map(|b| b.header.hash()) == Some(hash);
-            let mut st = oracle_state;
-            for n in pivot + 1..=h {
-                if let Some(b) = world.chain.block(n) {
-                    oracle::apply_body(&mut st, &b.body);
-                }
-            }
-            let head_expected = if h == pivot { expected } else { oracle::oracle_root(&st) };
-            canonical && head_expected == root && world.chain.state_root(h) == Some(root)
+            canonical && world.chain.state_root(h) == Some(root)
         }
         _ => false,
     };
