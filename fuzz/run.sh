@@ -7,7 +7,8 @@
 #      FUZZ_TIMEOUT (seconds one input may take before libFuzzer reports a hang; default 60),
 #      FUZZ_JOBS (parallel fuzzing processes; default 1).
 # The corpus grows in fuzz/corpus/TARGET; a failing input is written to fuzz/artifacts/TARGET/
-# and can be replayed with: fuzz/run.sh TARGET 0 fuzz/artifacts/TARGET/crash-...
+# and is replayed (SECONDS = 0) with:  fuzz/run.sh TARGET 0 fuzz/artifacts/TARGET/crash-...
+# (for `scenario`, FUZZ_SHOW=1 prints the scenario TOML the input stands for).
 set -euo pipefail
 target=${1:?usage: fuzz/run.sh TARGET [SECONDS] [libFuzzer flags...]  (TARGET: codec, range_proof, scenario)}
 secs=${2:-60}
@@ -21,9 +22,18 @@ export RUSTC_BOOTSTRAP=1
 target_dir=${CARGO_TARGET_DIR:-$root/fuzz/target}
 flags=(-timeout="${FUZZ_TIMEOUT:-60}" -print_final_stats=1)
 [ -f "fuzz/dict/$target.dict" ] && flags+=(-dict="fuzz/dict/$target.dict")
-# a replay (input files given) ignores max_total_time; a fuzzing run stops after SECONDS
-if [ "$secs" != 0 ]; then flags+=(-max_total_time="$secs"); fi
+# structured targets read their decisions from the input: let inputs be long from the start
+# (libFuzzer otherwise grows the length limit from 4 bytes, far too slowly for a short run)
+case "$target" in
+    range_proof) flags+=(-max_len=2048 -len_control=0) ;;
+    scenario) flags+=(-max_len=512 -len_control=0) ;;
+esac
+run=(cargo fuzz run --sanitizer "${FUZZ_SANITIZER:-address}" --target-dir "$target_dir" "$target")
+if [ "$secs" = 0 ]; then
+    # replay: the remaining arguments are input files (or corpus directories), each run once
+    exec "${run[@]}" "$@" -- "${flags[@]}" -runs=0
+fi
+flags+=(-max_total_time="$secs")
 if [ "${FUZZ_JOBS:-1}" -gt 1 ]; then flags+=(-fork="$FUZZ_JOBS"); fi
 mkdir -p "fuzz/corpus/$target"
-exec cargo fuzz run --sanitizer "${FUZZ_SANITIZER:-address}" --target-dir "$target_dir" \
-    "$target" -- "${flags[@]}" "$@"
+exec "${run[@]}" -- "${flags[@]}" "$@"

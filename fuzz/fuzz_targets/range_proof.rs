@@ -84,6 +84,21 @@ fn truth(leaves: &Leaves, first: &B256, keys: &[B256], values: &[Vec<u8>], with_
     same.then(|| leaves.iter().any(|(k, _)| k > last))
 }
 
+/// Replaying an input with FUZZ_SHOW=1: print the `verify_range` call as a `syncsim
+/// verify-range` case (JSON).
+fn show(what: &str, root: B256, first: &B256, keys: &[B256], values: &[Vec<u8>], proof: &[Vec<u8>]) {
+    let hex = |b: &[u8]| format!("\"0x{}\"", b.iter().map(|x| format!("{x:02x}")).collect::<String>());
+    let list = |items: Vec<String>| items.join(",");
+    eprintln!(
+        "--- {what}: verify-range case ---\n{{\"root\":{},\"first_key\":{},\"keys\":[{}],\"values\":[{}],\"proof\":[{}]}}",
+        hex(root.as_slice()),
+        hex(first.as_slice()),
+        list(keys.iter().map(|k| hex(k.as_slice())).collect()),
+        list(values.iter().map(|v| hex(v)).collect()),
+        list(proof.iter().map(|p| hex(p)).collect()),
+    );
+}
+
 fn trie_mode(u: &mut Unstructured<'_>) -> Result<()> {
     // ---- the trie
     let n = u.int_in_range(0..=24usize)?;
@@ -113,7 +128,12 @@ fn trie_mode(u: &mut Unstructured<'_>) -> Result<()> {
         _ => B256::from(u.arbitrary::<[u8; 32]>()?),
     };
     let start = leaves.partition_point(|(k, _)| *k < origin);
-    let take = u.int_in_range(0..=leaves.len() - start)?;
+    // mostly at least one key when keys follow the origin (zero keys then is a false reply)
+    let take = if start < leaves.len() && u.ratio(7, 8)? {
+        u.int_in_range(1..=leaves.len() - start)?
+    } else {
+        u.int_in_range(0..=leaves.len() - start)?
+    };
     let mut keys: Vec<B256> = leaves[start..start + take].iter().map(|(k, _)| *k).collect();
     let mut values: Vec<Vec<u8>> = leaves[start..start + take].iter().map(|(_, v)| v.clone()).collect();
     let whole = origin == B256::ZERO && take == leaves.len();
@@ -134,6 +154,7 @@ fn trie_mode(u: &mut Unstructured<'_>) -> Result<()> {
     let mut changed = false; // anything that may change the truth of the claim
     let rounds = u.int_in_range(0..=4u8)?;
     for _ in 0..rounds {
+        // (keys and values may differ in length after a mutation: index both with care)
         match u.int_in_range(0..=15u8)? {
             0 if !keys.is_empty() => {
                 let i = u.choose_index(keys.len())?;
@@ -144,13 +165,15 @@ fn trie_mode(u: &mut Unstructured<'_>) -> Result<()> {
             1 if !keys.is_empty() => {
                 let i = u.choose_index(keys.len())?;
                 keys.remove(i);
-                values.remove(i);
+                if i < values.len() {
+                    values.remove(i);
+                }
                 changed = true;
             }
             2 => {
                 let i = u.int_in_range(0..=keys.len())?;
                 keys.insert(i, key_from(u, &base, prefix, mask)?);
-                values.insert(i, value_from(u)?);
+                values.insert(i.min(values.len()), value_from(u)?);
                 changed = true;
             }
             3 if !values.is_empty() => {
@@ -182,7 +205,9 @@ fn trie_mode(u: &mut Unstructured<'_>) -> Result<()> {
                 // duplicate a key/value pair
                 let i = u.choose_index(keys.len())?;
                 keys.insert(i, keys[i]);
-                values.insert(i, values[i].clone());
+                if let Some(v) = values.get(i).cloned() {
+                    values.insert(i, v);
+                }
                 changed = true;
             }
             7 => {
@@ -247,6 +272,10 @@ fn trie_mode(u: &mut Unstructured<'_>) -> Result<()> {
         }
     }
 
+    if std::env::var_os("FUZZ_SHOW").is_some() {
+        show("trie mode, after mutations", root, &first, &keys, &values, &proof);
+        eprintln!("trie leaves: {leaves:?}");
+    }
     let got = verify_range(root, &first, &keys, &values, &proof);
     let want = truth(&leaves, &first, &keys, &values, !proof.is_empty());
     if let Ok(hm) = got {
@@ -290,6 +319,9 @@ fn raw_mode(u: &mut Unstructured<'_>) -> Result<()> {
         keys.sort();
         keys.dedup();
         values.truncate(keys.len());
+    }
+    if std::env::var_os("FUZZ_SHOW").is_some() {
+        show("raw mode", root, &first, &keys, &values, &proof);
     }
     let got = verify_range(root, &first, &keys, &values, &proof);
     let mut reversed = proof.clone();

@@ -7,20 +7,33 @@
 //! with one or two behaviours from the whole catalogue, latencies, bandwidths, join/leave times;
 //! network fault rates, disconnects and crashes; a short growing chain, maybe a reorg; the
 //! downloader's settings; the seed), which is rendered as TOML text, parsed with
-//! `Scenario::parse` and run with `syncsim::runner::run`. Asserted:
+//! `Scenario::parse` and run with `syncsim::runner::run`. The first decision is whether the
+//! scenario is generated *recoverable* (3 in 4) or *free*. Asserted:
 //! - the generated text parses (the generator only writes valid scenarios), and
 //!   `Scenario::to_toml_string` parses back to an equal scenario;
 //! - `run` never panics and returns `Ok`;
-//! - liveness/correctness: when the scenario is *recoverable*, the run converged
-//!   (`report.converged`: the node's store holds the oracle's state root at the pivot, checked
-//!   by an independent walk). Recoverable = at least one peer group whose behaviours are all
-//!   correct-but-maybe-unhelpful (`honest`, `slow`, `starving`, `capped-code`, `bloated-proof`,
-//!   `duplicate-blocks`, `flapping`), which never leaves and joins within the first minute; and
-//!   the generated fault set (always): drop/duplicate/reorder <= 10 %, corrupt <= 5 %,
-//!   duplicate_blocks <= 10 %, disconnects at least 30 s apart lasting at most 30 s, at most 3
-//!   crashes, pivot_distance below half of state_history, reorgs shallower than pivot_distance.
-//!   Generation is restricted to those bounds (rather than the check weakened); scenarios
-//!   without such a group only have to run without panicking.
+//! - for a recoverable scenario: the run converged (`report.converged`: the node's store holds
+//!   the oracle's state root at the pivot, checked by an independent walk) within the virtual
+//!   time cut-off (`max_virtual_time = "30m"`, so the runner stops at 61 min).
+//!
+//! Recoverable scenarios are generated only inside these bounds (generation is restricted; the
+//! check is never weakened):
+//! - the first peer group is an *anchor*: behaviours drawn only from `honest`, `slow`,
+//!   `starving`, `capped-code`, `bloated-proof`, `duplicate-blocks`, `flapping` (correct, maybe
+//!   unhelpful), joins within the first minute and never leaves; the other groups are free
+//!   (any behaviours, join/leave times);
+//! - faults: drop/duplicate/reorder <= 10 %, corrupt <= 5 %, duplicate_blocks <= 10 %,
+//!   disconnects at least 30 s apart lasting at most 30 s, at most 3 crashes;
+//! - chain: pivot_distance < state_history / 2, reorgs shallower than pivot_distance, and the
+//!   state may only change on 12 s blocks (changes_per_block <= 10); with 1 s/2 s blocks
+//!   changes_per_block is 0. Faster churn can outrun healing: snap sync then never converges by
+//!   design (each pivot move needs more healing than the next block allows) - the first 60 s
+//!   run found exactly that with 1 s blocks, 1-node heal requests and concurrency 1;
+//! - downloader: concurrency >= 4, max_trie_nodes >= 64 (same reason), request_timeout >= 500 ms.
+//!
+//! Free scenarios draw everything from the wider ranges (any groups, 1 s blocks with churn,
+//! tiny requests, pivot_distance up to state_history + 8) with a cut-off of
+//! `max_virtual_time = "5m"` (11 min virtual) and only have to run without panicking.
 //!
 //! **Text mode** (odd first byte). The remaining bytes are scenario text: `Scenario::parse` must
 //! not panic, and a scenario it accepts must survive `to_toml_string` -> `parse` unchanged.
@@ -45,6 +58,12 @@ const ANCHOR: &[Behaviour] = &[
     Behaviour::Flapping,
 ];
 
+/// Lowest `sync.request_timeout` generated. The scenario format accepts any positive duration,
+/// but below 500 ms the node panics (`PeerStats::timeout_ms` in src/sync/peers.rs clamps with
+/// `clamp(500, request_timeout_ms)`, and `clamp` panics when min > max): see
+/// fuzz/artifacts-found/README.md. Lower this to 1 once that is fixed.
+const MIN_REQUEST_TIMEOUT_MS: u32 = 500;
+
 fn rate(u: &mut Unstructured<'_>, max_percent: u32) -> Result<f64> {
     // mostly zero, else 0.1 % steps up to the bound
     if u.ratio(1, 2)? {
@@ -57,11 +76,12 @@ fn ms(u: &mut Unstructured<'_>, lo: u32, hi: u32) -> Result<String> {
     Ok(format!("{}ms", u.int_in_range(lo..=hi)?))
 }
 
-/// Renders a random recoverable-or-not tiny scenario; returns the text and whether it is
-/// recoverable (see the module docs).
+/// Renders a random tiny scenario; returns the text and whether it was generated recoverable
+/// (see the module docs).
 fn generate(u: &mut Unstructured<'_>) -> Result<(String, bool)> {
+    let recoverable = u.ratio(3, 4)?;
     let mut t = String::new();
-    let seed: u64 = u.arbitrary()?;
+    let seed = u.int_in_range(0..=i64::MAX as u64)?; // TOML integers are i64
     writeln!(t, "name = \"fuzz\"\nseed = {seed}\n").unwrap();
 
     // [state]
@@ -82,28 +102,37 @@ fn generate(u: &mut Unstructured<'_>) -> Result<(String, bool)> {
 
     // [chain]
     let state_history = *u.choose(&[16u64, 32, 128])?;
-    let pivot_distance = u.int_in_range(0..=state_history / 2 - 1)?;
+    let pivot_distance = if recoverable {
+        u.int_in_range(0..=state_history / 2 - 1)?
+    } else {
+        u.int_in_range(0..=state_history + 8)?
+    };
     let blocks = u.int_in_range(0..=40u64)?;
+    let block_time = *u.choose(&["12s", "2s", "1s"])?;
+    let changes = if recoverable && block_time != "12s" { 0 } else { u.int_in_range(0..=10u32)? };
     writeln!(
         t,
-        "\n[chain]\nblocks = {blocks}\nblock_time = \"{}\"\nchanges_per_block = {}\nstate_history = {state_history}",
-        u.choose(&["1s", "2s", "12s"])?,
-        u.int_in_range(0..=10u32)?,
+        "\n[chain]\nblocks = {blocks}\nblock_time = \"{block_time}\"\nchanges_per_block = {changes}\nstate_history = {state_history}",
     )
     .unwrap();
     if pivot_distance > 1 && u.ratio(1, 8)? {
-        let depth = u.int_in_range(1..=pivot_distance - 1)?;
+        let depth = if recoverable {
+            u.int_in_range(1..=pivot_distance - 1)?
+        } else {
+            u.int_in_range(1..=pivot_distance + 4)?
+        };
         writeln!(t, "reorg = {{ depth = {depth}, at = \"{}s\" }}", u.int_in_range(0..=120u32)?).unwrap();
     }
 
     // [[peers]]
     let groups = u.int_in_range(1..=4usize)?;
-    let mut recoverable = false;
-    for _ in 0..groups {
+    for g in 0..groups {
+        let anchor = recoverable && g == 0;
+        let pool = if anchor { ANCHOR } else { Behaviour::ALL };
         let n = u.int_in_range(1..=2usize)?;
         let mut bs: Vec<Behaviour> = Vec::new();
         for _ in 0..n {
-            let b = *u.choose(Behaviour::ALL)?;
+            let b = *u.choose(pool)?;
             if !bs.contains(&b) {
                 bs.push(b);
             }
@@ -121,19 +150,17 @@ fn generate(u: &mut Unstructured<'_>) -> Result<(String, bool)> {
             "\n[[peers]]\ncount = {}\nbehaviour = [{}]\nlatency = {latency}\nbandwidth = \"{}\"",
             u.int_in_range(1..=3u32)?,
             names.join(", "),
-            u.choose(&["64KiB/s", "512KiB/s", "2MiB/s", "10MiB/s"])?,
+            u.choose(&["10MiB/s", "2MiB/s", "512KiB/s", "64KiB/s"])?,
         )
         .unwrap();
-        let join = if u.ratio(1, 4)? { Some(u.int_in_range(0..=120u32)?) } else { None };
-        let leave = if u.ratio(1, 6)? { Some(join.unwrap_or(0) + u.int_in_range(1..=300u32)?) } else { None };
+        let join = if u.ratio(1, 4)? { Some(u.int_in_range(0..=if anchor { 60 } else { 300u32 })?) } else { None };
+        let leave =
+            if !anchor && u.ratio(1, 6)? { Some(join.unwrap_or(0) + u.int_in_range(1..=300u32)?) } else { None };
         if let Some(j) = join {
             writeln!(t, "join_at = \"{j}s\"").unwrap();
         }
         if let Some(l) = leave {
             writeln!(t, "leave_at = \"{l}s\"").unwrap();
-        }
-        if bs.iter().all(|b| ANCHOR.contains(b)) && leave.is_none() && join.unwrap_or(0) <= 60 {
-            recoverable = true;
         }
     }
 
@@ -160,19 +187,21 @@ fn generate(u: &mut Unstructured<'_>) -> Result<(String, bool)> {
     }
 
     // [sync]
+    let (min_concurrency, min_trie_nodes) = if recoverable { (4, 64) } else { (1, 1) };
     writeln!(
         t,
         "\n[sync]\nrequest_sizing = \"{}\"\naccount_bytes = \"{}\"\nstorage_bytes = \"{}\"\nmax_codes = {}\nmax_trie_nodes = {}\nconcurrency = {}\nrequest_timeout = \"{}\"\npivot_distance = {pivot_distance}\nfollow_blocks = {}",
         u.choose(&["adaptive", "fixed", "geth", "harmony"])?,
-        u.choose(&["1B", "500B", "4KiB", "64KiB", "512KiB"])?,
-        u.choose(&["1B", "500B", "4KiB", "64KiB", "512KiB"])?,
+        u.choose(&["512KiB", "64KiB", "4KiB", "500B", "1B"])?,
+        u.choose(&["512KiB", "64KiB", "4KiB", "500B", "1B"])?,
         u.int_in_range(1..=84u32)?,
-        u.int_in_range(1..=1024u32)?,
-        u.int_in_range(1..=16u32)?,
-        ms(u, 200, 10_000)?,
+        u.int_in_range(min_trie_nodes..=1024u32)?,
+        u.int_in_range(min_concurrency..=16u32)?,
+        ms(u, MIN_REQUEST_TIMEOUT_MS, 10_000)?,
         u.int_in_range(0..=2u32)?,
     )
     .unwrap();
+    writeln!(t, "\n[expect]\nmax_virtual_time = \"{}\"", if recoverable { "30m" } else { "5m" }).unwrap();
     Ok((t, recoverable))
 }
 
@@ -185,6 +214,10 @@ fn round_trip(sc: &Scenario, what: &str) {
 
 fn run_mode(u: &mut Unstructured<'_>) {
     let Ok((text, recoverable)) = generate(u) else { return };
+    if std::env::var_os("FUZZ_SHOW").is_some() {
+        // replaying an input: show the scenario it stands for (recoverable = converge asserted)
+        eprintln!("--- scenario (recoverable: {recoverable}) ---\n{text}--- end ---");
+    }
     let sc = Scenario::parse(&text, Path::new("fuzz.toml"))
         .unwrap_or_else(|e| panic!("generated scenario rejected: {e}\n{text}"));
     round_trip(&sc, "generated");

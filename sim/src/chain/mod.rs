@@ -406,6 +406,17 @@ impl Chain {
     }
 
     /// The flat state of block 0.
+    /// Moves the genesis flat state out (for the oracle at the end of a run, to avoid a copy);
+    /// afterwards `initial_state()` is empty.
+    pub fn take_initial_state(&mut self) -> State {
+        std::mem::take(&mut self.initial)
+    }
+
+    /// Drops the live flat state and sampling indexes (the chain can no longer grow).
+    pub fn retire(&mut self) {
+        self.live = State::default();
+    }
+
     pub fn initial_state(&self) -> &State {
         &self.initial
     }

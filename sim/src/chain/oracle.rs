@@ -43,7 +43,11 @@ pub fn apply_body(state: &mut State, body: &BlockBody) {
 /// canonical chain, genesis first; blocks are picked by their header number, in slice order)
 /// replayed onto a clone of `initial`, the state of block 0.
 pub fn state_at(initial: &State, blocks: &[Block], n: u64) -> State {
-    let mut state = initial.clone();
+    replay(initial.clone(), blocks, n)
+}
+
+/// Like [`state_at`], consuming the initial state instead of copying it.
+pub fn replay(mut state: State, blocks: &[Block], n: u64) -> State {
     for block in blocks.iter().filter(|b| (1..=n).contains(&b.header.number)) {
         apply_body(&mut state, &block.body);
     }
