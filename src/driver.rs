@@ -498,7 +498,13 @@ impl<'a, N: Network> Node<'a, N> {
                 if !self.peers.contains(&peer) {
                     return Ok(());
                 }
-                match Message::decode(&bytes, &self.cfg.limits) {
+                let decoded = Message::decode(&bytes, &self.cfg.limits);
+                if decoded.is_ok() {
+                    if let Some(s) = &mut self.syncer {
+                        s.note_message(peer);
+                    }
+                }
+                match decoded {
                     Err(e) => {
                         let reason = e.to_string();
                         let actions = match &mut self.syncer {

@@ -23,8 +23,9 @@ fn round_trip(m: &Message, limits: &Limits) {
         .unwrap_or_else(|e| panic!("re-encoded {} does not decode: {e}\nmessage: {m:?}", m.kind_name()));
     assert_eq!(&again, m, "decode(encode(m)) != m");
     if bytes.len() <= limits.max_message_bytes {
-        let again = Message::decode(&bytes, limits)
-            .unwrap_or_else(|e| panic!("re-encoded {} fails its own limits: {e}\nmessage: {m:?}", m.kind_name()));
+        let again = Message::decode(&bytes, limits).unwrap_or_else(|e| {
+            panic!("re-encoded {} fails its own limits: {e}\nmessage: {m:?}", m.kind_name())
+        });
         assert_eq!(&again, m, "decode(encode(m)) != m under {limits:?}");
     }
 }
@@ -38,6 +39,10 @@ fuzz_target!(|data: &[u8]| {
     let tiny = Message::decode(data, &TINY);
     if let Ok(m) = &tiny {
         round_trip(m, &TINY);
-        assert_eq!(full.as_ref().ok(), Some(m), "accepted under tiny limits but not equally under the defaults");
+        assert_eq!(
+            full.as_ref().ok(),
+            Some(m),
+            "accepted under tiny limits but not equally under the defaults"
+        );
     }
 });

@@ -289,7 +289,11 @@ fn trie_mode(u: &mut Unstructured<'_>) -> Result<()> {
     if !changed {
         if let Some(hm) = want {
             // nothing but neutral changes to a true reply
-            assert_eq!(got, Ok(hm), "true reply rejected after neutral changes (proof order/duplicates/extras)");
+            assert_eq!(
+                got,
+                Ok(hm),
+                "true reply rejected after neutral changes (proof order/duplicates/extras)"
+            );
         }
     }
     Ok(())

@@ -24,12 +24,24 @@
 //!   (any behaviours, join/leave times);
 //! - faults: drop/duplicate/reorder <= 10 %, corrupt <= 5 %, duplicate_blocks <= 10 %,
 //!   disconnects at least 30 s apart lasting at most 30 s, at most 3 crashes;
-//! - chain: pivot_distance < state_history / 2, reorgs shallower than pivot_distance, and the
+//! - chain: state_history = 128 and pivot_distance in 16..=63 (the pivot moves rarely: with
+//!   pivot_distance 5 / state_history 16, fixed 1-byte requests and 5-9 % message drop a
+//!   21-account sync did not converge in an hour, while the same scenario with 32 / 128 did -
+//!   reported as a liveness weakness in fuzz/artifacts-found/README.md, not asserted here),
+//!   reorgs shallower than pivot_distance, and the
 //!   state may only change on 12 s blocks (changes_per_block <= 10); with 1 s/2 s blocks
 //!   changes_per_block is 0. Faster churn can outrun healing: snap sync then never converges by
 //!   design (each pivot move needs more healing than the next block allows) - the first 60 s
 //!   run found exactly that with 1 s blocks, 1-node heal requests and concurrency 1;
-//! - downloader: concurrency >= 4, max_trie_nodes >= 64 (same reason), request_timeout >= 500 ms.
+//! - downloader: concurrency >= 4, max_trie_nodes >= 64 (same reason);
+//! - the anchor can answer within the timeout: anchor bandwidth >= 512 KiB/s (a `slow` peer gets
+//!   a tenth of it) and request_timeout >= 5 s (one-way latencies are at most 500 ms). A run found
+//!   that a 500 ms timeout with 6.4 KiB/s peers and up to 630 ms round trips times out every
+//!   request and stalls - by configuration, not a node bug.
+//!
+//! Known to fail today (a node bug, so the check stays): with `corrupt` > 0 an honest anchor can be
+//! marked stateless for good and then dropped for an undecodable message - finding 3 in
+//! fuzz/artifacts-found/README.md.
 //!
 //! Free scenarios draw everything from the wider ranges (any groups, 1 s blocks with churn,
 //! tiny requests, pivot_distance up to state_history + 8) with a cut-off of
@@ -101,11 +113,11 @@ fn generate(u: &mut Unstructured<'_>) -> Result<(String, bool)> {
     }
 
     // [chain]
-    let state_history = *u.choose(&[16u64, 32, 128])?;
-    let pivot_distance = if recoverable {
-        u.int_in_range(0..=state_history / 2 - 1)?
+    let (state_history, pivot_distance) = if recoverable {
+        (128, u.int_in_range(16..=63u64)?)
     } else {
-        u.int_in_range(0..=state_history + 8)?
+        let h = *u.choose(&[16u64, 32, 128])?;
+        (h, u.int_in_range(0..=h + 8)?)
     };
     let blocks = u.int_in_range(0..=40u64)?;
     let block_time = *u.choose(&["12s", "2s", "1s"])?;
@@ -150,12 +162,21 @@ fn generate(u: &mut Unstructured<'_>) -> Result<(String, bool)> {
             "\n[[peers]]\ncount = {}\nbehaviour = [{}]\nlatency = {latency}\nbandwidth = \"{}\"",
             u.int_in_range(1..=3u32)?,
             names.join(", "),
-            u.choose(&["10MiB/s", "2MiB/s", "512KiB/s", "64KiB/s"])?,
+            // an anchor must be able to answer within the request timeout (slow = a tenth)
+            u.choose(if anchor {
+                &["10MiB/s", "2MiB/s", "512KiB/s"][..]
+            } else {
+                &["10MiB/s", "2MiB/s", "512KiB/s", "64KiB/s"]
+            })?,
         )
         .unwrap();
-        let join = if u.ratio(1, 4)? { Some(u.int_in_range(0..=if anchor { 60 } else { 300u32 })?) } else { None };
-        let leave =
-            if !anchor && u.ratio(1, 6)? { Some(join.unwrap_or(0) + u.int_in_range(1..=300u32)?) } else { None };
+        let join =
+            if u.ratio(1, 4)? { Some(u.int_in_range(0..=if anchor { 60 } else { 300u32 })?) } else { None };
+        let leave = if !anchor && u.ratio(1, 6)? {
+            Some(join.unwrap_or(0) + u.int_in_range(1..=300u32)?)
+        } else {
+            None
+        };
         if let Some(j) = join {
             writeln!(t, "join_at = \"{j}s\"").unwrap();
         }
@@ -197,7 +218,7 @@ fn generate(u: &mut Unstructured<'_>) -> Result<(String, bool)> {
         u.int_in_range(1..=84u32)?,
         u.int_in_range(min_trie_nodes..=1024u32)?,
         u.int_in_range(min_concurrency..=16u32)?,
-        ms(u, MIN_REQUEST_TIMEOUT_MS, 10_000)?,
+        ms(u, if recoverable { 5_000 } else { MIN_REQUEST_TIMEOUT_MS }, 10_000)?,
         u.int_in_range(0..=2u32)?,
     )
     .unwrap();
@@ -221,7 +242,8 @@ fn run_mode(u: &mut Unstructured<'_>) {
     let sc = Scenario::parse(&text, Path::new("fuzz.toml"))
         .unwrap_or_else(|e| panic!("generated scenario rejected: {e}\n{text}"));
     round_trip(&sc, "generated");
-    let report = run(&sc, &RunOptions::default()).unwrap_or_else(|e| panic!("run failed to start: {e}\n{text}"));
+    let report =
+        run(&sc, &RunOptions::default()).unwrap_or_else(|e| panic!("run failed to start: {e}\n{text}"));
     if recoverable {
         assert!(
             report.converged,

@@ -221,3 +221,25 @@ fn run_writes_report_trace_and_plot() {
     let o = bin().args(["run", "x.toml", "--set", "nonsense"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Inputs the coverage-guided fuzzers found (fuzz/artifacts-found): each once crashed or
+/// stalled the node; now each must end with a verdict, never a panic.
+#[test]
+fn fuzzer_findings_stay_fixed() {
+    let dir = root().join("fuzz/artifacts-found");
+    for case in
+        ["range-proof-hashbuilder-panic-left-edge.json", "range-proof-hashbuilder-panic-right-edge.json"]
+    {
+        let o = bin().arg("verify-range").arg(dir.join(case)).output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{case}: {:?}", text(&o));
+        assert!(text(&o).0.contains(r#""valid":false"#));
+    }
+    for case in [
+        "scenario-request-timeout-200ms.toml",
+        "scenario-stateless-forever-one-peer.toml",
+        "scenario-stateless-forever-corrupt.toml",
+    ] {
+        let o = bin().arg("run").arg(dir.join(case)).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{case}: {:?}", text(&o));
+    }
+}

@@ -46,6 +46,10 @@ pub struct PeerState {
     pub ok: u64,
     /// Whether the peer was ever penalised.
     pub penalised: bool,
+    /// Messages received that decoded.
+    pub messages: u64,
+    /// Messages received that did not decode.
+    pub garbage: u64,
 }
 
 impl Default for PeerState {
@@ -59,6 +63,8 @@ impl Default for PeerState {
             strikes: 0,
             ok: 0,
             penalised: false,
+            messages: 0,
+            garbage: 0,
         }
     }
 }
@@ -168,7 +174,8 @@ impl PeerState {
                 } else {
                     let transfer =
                         if self.bandwidth > 0.0 { 2_100_000.0 / self.bandwidth * 1000.0 } else { 0.0 };
-                    ((3.0 * self.rtt_ms + transfer) as u64).clamp(500, cfg.request_timeout_ms)
+                    ((3.0 * self.rtt_ms + transfer) as u64)
+                        .clamp(500.min(cfg.request_timeout_ms), cfg.request_timeout_ms)
                 }
             }
         }

@@ -19,6 +19,9 @@ use crate::trie::verify_range;
 use std::collections::{BTreeMap, BTreeSet};
 use tracing::debug;
 
+/// How long an empty reply keeps a peer out of work for the same root (ms).
+const STATELESS_FOR_MS: u64 = 60_000;
+
 /// Trie nodes as (hash, rlp).
 type NodeList = Vec<(B256, Vec<u8>)>;
 
@@ -123,7 +126,9 @@ pub struct Syncer {
     progress: Progress,
     next_id: u64,
     peers: BTreeMap<PeerId, PeerState>,
-    stateless: BTreeSet<PeerId>,
+    /// Peers that answered empty for the current root, until when (ms): a single empty reply
+    /// may come from a request corrupted in transit, so the mark expires.
+    stateless: BTreeMap<PeerId, u64>,
     requests: BTreeMap<u64, InFlight>,
     storage_in_flight: BTreeSet<B256>,
     codes_in_flight: BTreeSet<B256>,
@@ -150,7 +155,7 @@ impl Syncer {
             progress,
             next_id: id_base,
             peers: BTreeMap::new(),
-            stateless: BTreeSet::new(),
+            stateless: BTreeMap::new(),
             requests: BTreeMap::new(),
             storage_in_flight: BTreeSet::new(),
             codes_in_flight: BTreeSet::new(),
@@ -316,7 +321,7 @@ impl Syncer {
 
     /// Whether every connected peer is unusable for the current root.
     pub fn all_peers_stateless(&self) -> bool {
-        self.peers.keys().all(|p| self.stateless.contains(p))
+        self.peers.keys().all(|p| self.stateless.contains_key(p))
     }
 
     /// Expires requests whose deadline passed.
@@ -340,7 +345,23 @@ impl Syncer {
 
     /// A message from `peer` that failed to decode: a fault.
     pub fn on_undecodable(&mut self, peer: PeerId, reason: &str) -> Vec<Action> {
-        self.fault(peer, format!("undecodable message: {reason}"))
+        // Bytes that don't decode may be a transit fault: penalise, and drop only a peer whose
+        // messages are mostly garbage.
+        self.penalised.insert(peer);
+        let Some(p) = self.peers.get_mut(&peer) else { return Vec::new() };
+        p.garbage += 1;
+        if p.garbage >= 3 && p.garbage * 2 > p.messages {
+            self.remove_peer(peer);
+            return vec![Action::Drop { peer, reason: format!("undecodable messages: {reason}") }];
+        }
+        Vec::new()
+    }
+
+    /// Counts a message from `peer` that decoded (any kind).
+    pub fn note_message(&mut self, peer: PeerId) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.messages += 1;
+        }
     }
 
     fn fault(&mut self, peer: PeerId, reason: String) -> Vec<Action> {
@@ -405,7 +426,7 @@ impl Syncer {
             }
             Verdict::Stateless => {
                 self.stats.kind(req.kind).failed += 1;
-                self.stateless.insert(peer);
+                self.stateless.insert(peer, now + STATELESS_FOR_MS);
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.measured(size, elapsed);
                 }
@@ -783,7 +804,9 @@ impl Syncer {
         let mut order: Vec<(PeerId, f64)> = self
             .peers
             .iter()
-            .filter(|(id, p)| !self.stateless.contains(id) && p.benched_until <= now)
+            .filter(|(id, p)| {
+                self.stateless.get(id).is_none_or(|until| *until <= now) && p.benched_until <= now
+            })
             .map(|(id, p)| (*id, p.score()))
             .collect();
         order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

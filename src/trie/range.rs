@@ -9,7 +9,7 @@
 
 use crate::primitives::{keccak256, B256};
 use crate::trie::db::{HashKeyed, NodeSource};
-use crate::trie::nibbles::{nibble, pack};
+use crate::trie::nibbles::{max_key_with_prefix, min_key_with_prefix, nibble, pack};
 use crate::trie::node::{ChildRef, Node, NodeError};
 use crate::trie::root::root_from_sorted;
 use crate::trie::walk::{prove, WalkError};
@@ -118,7 +118,15 @@ pub fn verify_range<V: AsRef<[u8]>, P: AsRef<[u8]>>(
     let has_more = !right.is_empty();
     let mut hb = HashBuilder::default();
     let leaves = keys.iter().zip(values).map(|(k, v)| Item::Leaf(*k, v.as_ref().to_vec()));
-    for item in left.into_iter().chain(leaves).chain(right) {
+    let items: Vec<Item> = left.into_iter().chain(leaves).chain(right).collect();
+    // The builder needs disjoint, increasing key spans; a key that falls under a subtree the
+    // proof vouches for (e.g. beside an extension's path) cannot be in the trie.
+    for w in items.windows(2) {
+        if span(&w[0]).1 >= span(&w[1]).0 {
+            return Err(RangeProofError::OutsideTrie);
+        }
+    }
+    for item in items {
         match item {
             Item::Subtree(path, hash) => {
                 if path.is_empty() {
@@ -130,6 +138,14 @@ pub fn verify_range<V: AsRef<[u8]>, P: AsRef<[u8]>>(
         }
     }
     check_root(root, hb.root()).map(|_| has_more)
+}
+
+/// The key span (first, last) an item covers.
+fn span(item: &Item) -> (B256, B256) {
+    match item {
+        Item::Leaf(k, _) => (*k, *k),
+        Item::Subtree(path, _) => (min_key_with_prefix(path), max_key_with_prefix(path)),
+    }
 }
 
 fn check_root(expected: B256, computed: B256) -> Result<(), RangeProofError> {
