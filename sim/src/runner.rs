@@ -108,62 +108,116 @@ pub fn node_config(sc: &Scenario) -> NodeConfig {
     }
 }
 
-/// Bytes a downloader must receive for this state: every account (hash + slim body), every
-/// slot (hash + value), every distinct code.
+/// Bytes a downloader must receive for this state: every account, slot and distinct code in
+/// its cheapest wire form, the item of a range reply (an RLP list of its hash and slim body, or
+/// of the slot hash and value) or a code's RLP string. Fetching a leaf by healing costs more (a
+/// trie node holds the full account, a key suffix and a reference from its parent), proofs
+/// and message framing come on top.
 fn state_bytes(state: &State) -> u64 {
+    use alloy_rlp::Encodable;
+    use syncsim_node::codec::{AccountData, StorageData};
     let mut total = 0u64;
-    for a in state.accounts.values() {
+    for (hash, a) in &state.accounts {
         let root = if a.storage.is_empty() {
             syncsim_node::primitives::EMPTY_ROOT
         } else {
             alloy_primitives::B256::repeat_byte(1)
         };
-        total += 32 + a.to_account(root).encode_slim().len() as u64;
+        let body = a.to_account(root).encode_slim();
+        total += AccountData { hash: *hash, body: body.into() }.length() as u64;
         total += a
             .storage
-            .values()
-            .map(|v| 32 + syncsim_node::trie::root::storage_value_rlp(*v).len() as u64)
+            .iter()
+            .map(|(k, v)| {
+                let data = syncsim_node::trie::root::storage_value_rlp(*v);
+                StorageData { hash: *k, data: data.into() }.length() as u64
+            })
             .sum::<u64>();
     }
-    total + state.codes.values().map(|c| c.len() as u64).sum::<u64>()
+    total + state.codes.values().map(|c| c.length() as u64).sum::<u64>()
 }
 
-/// The time no downloader could beat: bytes over the aggregate bandwidth of the peers able to
-/// serve, plus the round trips every sync needs (headers, a range, healing the root).
+/// The smallest one-way latency (µs) the network can draw for a link with latency `l`.
+fn min_latency_us(l: &crate::scenario::Latency) -> f64 {
+    match l {
+        crate::scenario::Latency::Uniform { min, .. } => min.as_micros() as f64,
+        crate::scenario::Latency::LogNormal { median, p99 } => {
+            // net.rs draws median * exp(sigma * z), z from Box-Muller with u1 >= 1e-12
+            let m = (median.as_micros() as f64).max(1.0);
+            let p = (p99.as_micros() as f64).max(m);
+            let sigma = (p / m).ln() / 2.326;
+            let z_max = (-2.0 * 1e-12f64.ln()).sqrt();
+            ((m * (-sigma * z_max).exp()).floor() - 1.0).max(0.0)
+        }
+    }
+}
+
+/// The time no downloader could beat, whatever its strategy. Unavoidable: one round trip to
+/// learn the pivot header (to any peer that answers, at its shortest latency; or a pushed
+/// block, one block time in). Then every byte of the state (`state_bytes`) must cross the
+/// links of peers that can serve state (all but `empty` and `unresponsive` ones: even a hostile
+/// peer's codes or trie nodes, or a stale peer's older root, could be used), and a peer's
+/// reply bytes can arrive only from one round trip after it could first be asked (the header
+/// in hand, the peer joined) until it leaves, at its bandwidth: the bound is the first moment
+/// those windows, summed over peers, carry the whole state. A downloader that builds every
+/// trie node from complete ranges needs no healing round trip, so none is counted; proofs,
+/// message framing, drops and disconnects only add time. The bytes are those of the start
+/// state: exact whenever the pivot's state is the start state (no blocks before it), as in
+/// the sizing scenarios.
 pub fn lower_bound_ms(sc: &Scenario, state: &State) -> u64 {
-    let mut bw = 0.0;
-    let mut min_rtt_ms = f64::MAX;
+    struct Link {
+        from_us: f64,
+        until_us: f64,
+        one_way_us: f64,
+        bytes_per_us: f64,
+    }
+    let mut links = Vec::new();
+    let mut header_us = f64::MAX;
+    let mut min_one_way = f64::MAX;
     for g in &sc.peers {
-        let useless = g.behaviour.iter().any(|b| {
-            matches!(
-                b,
-                Behaviour::Empty
-                    | Behaviour::Unresponsive
-                    | Behaviour::Stale
-                    | Behaviour::Liar
-                    | Behaviour::CorruptProof
-                    | Behaviour::MissingProof
-                    | Behaviour::GappedRange
-                    | Behaviour::WrongValue
-                    | Behaviour::CorruptCode
-            )
-        });
-        if useless {
+        let one_way = min_latency_us(&g.latency);
+        let join = g.join_at.map_or(0.0, |d| d.as_micros() as f64);
+        let until = g.leave_at.map_or(f64::MAX, |d| d.as_micros() as f64);
+        if g.behaviour.contains(&Behaviour::Unresponsive) || until <= join {
+            continue;
+        }
+        min_one_way = min_one_way.min(one_way);
+        header_us = header_us.min(join + 2.0 * one_way);
+        if g.behaviour.contains(&Behaviour::Empty) {
             continue;
         }
         let slow = if g.behaviour.contains(&Behaviour::Slow) { 10.0 } else { 1.0 };
-        bw += g.count as f64 * g.bandwidth.0 as f64 / slow;
-        let one_way = match g.latency {
-            crate::scenario::Latency::Uniform { min, .. } => min.as_micros() as f64 / 1000.0,
-            crate::scenario::Latency::LogNormal { median, .. } => median.as_micros() as f64 / 2000.0,
-        };
-        min_rtt_ms = min_rtt_ms.min(2.0 * one_way);
+        let bytes_per_us = (g.bandwidth.0 as f64 / slow).max(1.0) / 1e6;
+        for _ in 0..g.count {
+            links.push(Link { from_us: join, until_us: until, one_way_us: one_way, bytes_per_us });
+        }
     }
-    if bw <= 0.0 {
+    if links.is_empty() {
         return 0;
     }
-    let transfer = state_bytes(state) as f64 / bw * 1000.0;
-    (transfer + 3.0 * min_rtt_ms.min(1e6)) as u64
+    // a block pushed by a peer carries its header without a request
+    header_us = header_us.min(sc.chain.block_time.as_micros() as f64 + min_one_way);
+    let by = |t: f64| -> f64 {
+        links
+            .iter()
+            .map(|l| {
+                let first = header_us.max(l.from_us) + 2.0 * l.one_way_us;
+                l.bytes_per_us * (t.min(l.until_us) - first).max(0.0)
+            })
+            .sum()
+    };
+    let horizon = links.iter().map(|l| l.until_us).fold(0.0, f64::max).min(1e15);
+    let need = (state_bytes(state) as f64).min(by(horizon));
+    let (mut lo, mut hi) = (header_us, horizon);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if by(mid) >= need {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    (lo / 1000.0).floor() as u64
 }
 
 /// Runs a scenario to its verdict.

@@ -154,7 +154,7 @@ fn sweep_runs_the_grid_and_writes_the_files() {
     assert!(runs.iter().all(|r| r.converged && r.virtual_time_ms > 0 && r.requests_total > 0));
 
     // Deterministic: the same point and seed give the same run.
-    let again = run_grid(&path, &axes[..1], 1, Some(9), &mut |_| {}).unwrap();
+    let again = run_grid(&path, &axes, 1, Some(9), &mut |_| {}).unwrap();
     assert_eq!(again[0].virtual_time_ms, runs[0].virtual_time_ms);
     assert_eq!(again[0].requests_total, runs[0].requests_total);
 

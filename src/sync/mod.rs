@@ -4,6 +4,7 @@ pub mod config;
 pub mod heal;
 pub mod peers;
 pub mod progress;
+pub mod sched;
 pub mod syncer;
 pub mod walk;
 

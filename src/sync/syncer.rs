@@ -9,10 +9,11 @@ use crate::codec::{
 };
 use crate::primitives::{keccak256, Bytes, B256, EMPTY_CODE, EMPTY_ROOT};
 use crate::store::{SyncStore, WriteBatch};
-use crate::sync::config::{caps, PlantedBug, SyncConfig};
+use crate::sync::config::{caps, PlantedBug, SizingPolicy, SyncConfig};
 use crate::sync::heal::{match_nodes, HealItem, Healer};
-use crate::sync::peers::{Kind, PeerId, PeerState};
+use crate::sync::peers::{prior, Kind, PeerId, PeerState, Plan};
 use crate::sync::progress::{inc, AccountTask, Need, Progress, StorageTask};
+use crate::sync::sched::{fraction, Sched, Split};
 use crate::trie::build::build;
 use crate::trie::nibbles::{max_key_with_prefix, min_key_with_prefix};
 use crate::trie::verify_range;
@@ -94,10 +95,39 @@ impl SyncStats {
 /// The work a request carries; put back on failure.
 #[derive(Debug, Clone)]
 enum Work {
-    Accounts { chunk: usize, origin: B256, limit: B256 },
-    Storage { accounts: Vec<(B256, B256)>, origin: B256 },
-    Codes { hashes: Vec<B256>, heal: bool },
-    Heal { items: Vec<HealItem> },
+    Accounts {
+        chunk: usize,
+        origin: B256,
+        limit: B256,
+    },
+    Storage {
+        accounts: Vec<(B256, B256)>,
+        origin: B256,
+    },
+    /// One chunk of a large contract's storage split for parallel fetching (adaptive policy).
+    StorageChunk {
+        account: B256,
+        root: B256,
+        origin: B256,
+    },
+    Codes {
+        hashes: Vec<B256>,
+        heal: bool,
+    },
+    Heal {
+        items: Vec<HealItem>,
+    },
+}
+
+/// Which storage work a request may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pick {
+    /// Any: chunks and continuations of large contracts first, else a bundle.
+    Any,
+    /// Only a chain's next request: a chunk or continuation of a large contract.
+    Serial,
+    /// Only a bundle of small storage tries.
+    Bundles,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +162,8 @@ pub struct Syncer {
     requests: BTreeMap<u64, InFlight>,
     storage_in_flight: BTreeSet<B256>,
     codes_in_flight: BTreeSet<B256>,
+    /// The adaptive scheduler's state: split contracts, bundle statistics.
+    sched: Sched,
     healer: Option<Healer>,
     stats: SyncStats,
     last_progress_at: u64,
@@ -159,6 +191,7 @@ impl Syncer {
             requests: BTreeMap::new(),
             storage_in_flight: BTreeSet::new(),
             codes_in_flight: BTreeSet::new(),
+            sched: Sched::default(),
             healer: None,
             stats: SyncStats::default(),
             last_progress_at: 0,
@@ -285,6 +318,8 @@ impl Syncer {
                     hl.requeue_nodes(items);
                 }
             }
+            // a chunk is in flight only while its request is (see `assign`)
+            Work::StorageChunk { .. } => {}
         }
     }
 
@@ -406,6 +441,9 @@ impl Syncer {
             }
             (Message::StorageRanges(r), Work::Storage { accounts, origin }) => {
                 self.on_storage(&mut batch, &req, r, accounts, origin)
+            }
+            (Message::StorageRanges(r), Work::StorageChunk { account, root, origin }) => {
+                self.on_storage_chunk(&mut batch, &req, r, account, root, origin)
             }
             (Message::ByteCodes(r), Work::Codes { hashes, heal }) => {
                 self.on_codes(&mut batch, r, hashes, heal)
@@ -770,9 +808,14 @@ impl Syncer {
     }
 
     fn send(&mut self, now: u64, peer: PeerId, kind: Kind, bytes: u64, work: Work, msg: Message) -> Action {
+        let expect = self.expected_reply(bytes, &work);
         let p = self.peers.entry(peer).or_default();
         p.sent(kind);
-        let deadline = now + p.timeout_ms(&self.cfg);
+        let finish = p.plan.finish(now, expect);
+        let deadline = now + p.deadline_ms(&self.cfg, now, finish);
+        if self.cfg.sizing == SizingPolicy::Adaptive {
+            p.plan.add(now, expect);
+        }
         let id = msg.request_id().unwrap_or_default();
         self.requests.insert(
             id,
@@ -780,6 +823,56 @@ impl Syncer {
         );
         self.stats.kind(kind).sent += 1;
         Action::Send { peer, msg }
+    }
+
+    /// The reply size a request is expected to bring: its byte budget, or less when it asks for
+    /// few items (codes, trie nodes, a small storage bundle) or for the rest of an account
+    /// chunk holding fewer bytes than that (from the density of the accounts fetched so far).
+    fn expected_reply(&self, bytes: u64, work: &Work) -> u64 {
+        let items = |n: usize, each: u64| bytes.min(n as u64 * each).max(1);
+        match work {
+            Work::Codes { hashes, .. } => items(hashes.len(), prior::CODE_BYTES),
+            Work::Heal { items: list } => items(list.len(), prior::NODE_BYTES),
+            Work::Storage { accounts, origin } if *origin == B256::ZERO => {
+                items(accounts.len(), self.bundle_bytes())
+            }
+            Work::Storage { .. } => bytes,
+            Work::StorageChunk { account, origin, .. } => {
+                let i = self
+                    .sched
+                    .splits
+                    .get(account)
+                    .and_then(|s| s.chunks.iter().position(|c| c.next == *origin));
+                match (self.sched.splits.get(account), i) {
+                    (Some(s), Some(i)) => bytes.min(s.expected_bytes(i) + 4096),
+                    _ => bytes,
+                }
+            }
+            Work::Accounts { origin, limit, .. } => {
+                let frac = |h: &B256| {
+                    u64::from_be_bytes(h.0[..8].try_into().unwrap_or_default()) as f64 / u64::MAX as f64
+                };
+                let fetched: f64 = self
+                    .progress
+                    .tasks
+                    .iter()
+                    .map(|t| {
+                        if t.fetched {
+                            frac(&t.last) - frac(&t.start)
+                        } else {
+                            frac(&t.next) - frac(&t.start)
+                        }
+                    })
+                    .sum();
+                if fetched < 1e-3 {
+                    return bytes;
+                }
+                let density = self.stats.account_range.bytes_in as f64 / fetched;
+                let left = (frac(limit) - frac(origin)).max(0.0);
+                // a little over, so an estimate on the short side does not starve the link
+                bytes.min((density * left * 1.25) as u64 + 4096)
+            }
+        }
     }
 
     fn id(&mut self) -> u64 {
@@ -801,6 +894,9 @@ impl Syncer {
         {
             self.healer = Some(Healer::new(self.progress.root, store));
         }
+        if self.cfg.sizing == SizingPolicy::Adaptive {
+            return self.poll_adaptive(now, store);
+        }
         let mut order: Vec<(PeerId, f64)> = self
             .peers
             .iter()
@@ -819,7 +915,7 @@ impl Syncer {
                 if !idle {
                     continue;
                 }
-                if let Some(a) = self.assign(now, peer, kind) {
+                if let Some(a) = self.assign(now, peer, kind, Pick::Any) {
                     out.push(a);
                 }
             }
@@ -827,7 +923,293 @@ impl Syncer {
         out
     }
 
-    fn assign(&mut self, now: u64, peer: PeerId, kind: Kind) -> Option<Action> {
+    /// The adaptive scheduler. Each peer is modelled as a round trip plus a reply bandwidth
+    /// ([`Plan`]); several requests may be in flight to it, enough to keep its link busy. Work
+    /// goes to the peer that would deliver it first, serial work (account chunks, continued
+    /// storage of a large contract, healing) only to peers close to the best, and work held by a
+    /// peer much slower than one with room moves over: critical work at once, the rest once
+    /// nothing else is left to do.
+    fn poll_adaptive(&mut self, now: u64, store: &dyn SyncStore) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.learn_bundles();
+        self.split_large_contracts(store);
+        let arrivals = self.plan_peers(now);
+        let usable: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| self.stateless.get(id).is_none_or(|until| *until <= now) && p.benched_until <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        if usable.is_empty() {
+            return out;
+        }
+        self.explore(now, &usable, &mut out);
+        let limit = 2 * usable.len();
+        let mut moves = 0;
+        loop {
+            // serial or stalled work first moves to the peer that answers it much sooner...
+            if moves < limit {
+                if let Some((id, thief)) = self.move_candidate(now, &usable, &arrivals, false) {
+                    self.take_back(now, id, &arrivals);
+                    moves += 1;
+                    out.extend(self.assign_next(now, thief, true));
+                    continue;
+                }
+            }
+            // ...then peers with room get work, and once it runs out, the work that would
+            // finish last moves too
+            let exhausted = self.fill(now, &usable, &mut out);
+            if !exhausted || moves >= limit {
+                break;
+            }
+            match self.move_candidate(now, &usable, &arrivals, true) {
+                Some((id, thief)) => {
+                    self.take_back(now, id, &arrivals);
+                    moves += 1;
+                    out.extend(self.assign_next(now, thief, true));
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// Asks every peer about as quick as the best, once, for codes if it was never asked for
+    /// any: a peer serving bad codes shows early, not in the last requests of the sync (range
+    /// replies are checked from the first request every peer gets, an account range).
+    fn explore(&mut self, now: u64, usable: &[PeerId], out: &mut Vec<Action>) {
+        let reference = 256 * 1024;
+        let finish =
+            |s: &Self, p: &PeerId| s.peers.get(p).map_or(f64::MAX, |x| x.plan.finish(now, reference));
+        let best = usable.iter().map(|p| finish(self, p)).fold(f64::MAX, f64::min);
+        for (kind, pick) in [(Kind::Codes, Pick::Any)] {
+            for peer in usable {
+                if self.requests.len() >= self.cfg.concurrency {
+                    return;
+                }
+                let Some(p) = self.peers.get(peer) else { continue };
+                if p.asked[kind.index()] > 0 || !p.plan.known || !p.plan.room(now) {
+                    continue;
+                }
+                if finish(self, peer) - now as f64 > 2.0 * (best - now as f64) + 20.0 {
+                    continue;
+                }
+                if let Some(a) = self.assign(now, *peer, kind, pick) {
+                    out.push(a);
+                }
+            }
+        }
+    }
+
+    /// The next request for `peer`, work in order of priority: discovery first (accounts, then
+    /// storage bundles, which find the large contracts, to be split into chunks that keep every
+    /// peer busy until the end), codes, chains of a split contract, healing. Serial work
+    /// (accounts, chains, healing) only if `serial`.
+    fn assign_next(&mut self, now: u64, peer: PeerId, serial: bool) -> Option<Action> {
+        for (kind, pick) in [
+            (Kind::Accounts, Pick::Any),
+            (Kind::Storage, Pick::Bundles),
+            (Kind::Codes, Pick::Any),
+            (Kind::Storage, Pick::Serial),
+            (Kind::TrieNodes, Pick::Any),
+        ] {
+            let chain = matches!(kind, Kind::Accounts | Kind::TrieNodes) || pick == Pick::Serial;
+            if chain && !serial {
+                continue;
+            }
+            if let Some(a) = self.assign(now, peer, kind, pick) {
+                return Some(a);
+            }
+        }
+        None
+    }
+
+    /// Folds reply timings into each peer's link model and plans every peer: effective round
+    /// trip and bandwidth, and when its requests in flight will have been answered. Returns the
+    /// expected arrival (ms) of every request in flight.
+    fn plan_peers(&mut self, now: u64) -> BTreeMap<u64, f64> {
+        for p in self.peers.values_mut() {
+            p.link.absorb(now);
+            p.link.adaptive = true;
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied()
+        };
+        let rtt0 = median(self.peers.values().filter(|p| p.link.known()).map(|p| p.link.rtt_ms).collect())
+            .unwrap_or(prior::RTT_MS);
+        let bw0 = median(self.peers.values().filter(|p| p.link.bw > 0.0).map(|p| p.link.bw).collect())
+            .unwrap_or(prior::BW);
+        let mut by_peer: BTreeMap<PeerId, Vec<(u64, u64, u64)>> = BTreeMap::new();
+        for (id, r) in &self.requests {
+            by_peer.entry(r.peer).or_default().push((*id, r.sent_at, self.expected_reply(r.bytes, &r.work)));
+        }
+        let usable_peers = self
+            .peers
+            .iter()
+            .filter(|(id, p)| self.stateless.get(id).is_none_or(|until| *until <= now) && p.benched_until <= now)
+            .count()
+            .max(1) as u64;
+        let fair = self.queued_bytes().map_or(u64::MAX, |q| q / usable_peers);
+        let mut arrivals = BTreeMap::new();
+        for (id, p) in self.peers.iter_mut() {
+            let known = p.link.known();
+            let mut rtt = if known { p.link.rtt_ms } else { rtt0 }.max(p.link.floor_ms).max(1.0);
+            let bw = if p.link.bw > 0.0 { p.link.bw } else { bw0 };
+            let depth = (self.cfg.concurrency as u64 / usable_peers).max(2) as u32;
+            let list = by_peer.get(id).map(Vec::as_slice).unwrap_or_default();
+            let mut late = 0.0;
+            if let Some(&(_, sent, exp)) = list.first() {
+                // the oldest reply is overdue: the peer is slower than measured, by as much again
+                let due = (sent as f64 + rtt).max(p.link.busy_until) + exp as f64 * 1000.0 / bw;
+                let slack = (2.0 * p.link.rtt_dev).max(0.5 * (due - sent as f64)).max(20.0);
+                if due + slack < now as f64 {
+                    late = now as f64 - due;
+                    rtt += 2.0 * late;
+                }
+            }
+            let mut free = f64::MIN;
+            let mut next = f64::MAX;
+            for &(rid, sent, exp) in list {
+                free = free.max(sent as f64 + rtt) + exp as f64 * 1000.0 / bw;
+                next = next.min(free);
+                arrivals.insert(rid, free);
+            }
+            let rtt_high = rtt + 2.0 * p.link.rtt_dev;
+            let base_rtt =
+                if known { p.link.rtt_ms } else { rtt0 }.max(p.link.floor_ms) + 2.0 * p.link.rtt_dev;
+            p.plan = Plan {
+                rtt,
+                base_rtt,
+                horizon: 0.5 * self.cfg.request_timeout_ms as f64,
+                share: fair,
+                rtt_high,
+                bw,
+                free_at: free.max(now as f64).max(p.link.busy_until),
+                next_at: next,
+                in_flight: list.len() as u32,
+                known,
+                bw_known: p.link.bw > 0.0,
+                depth,
+                late,
+            };
+        }
+        arrivals
+    }
+
+    /// Gives work to peers with room, best first, until none has room or the work runs out
+    /// (returns true then).
+    fn fill(&mut self, now: u64, usable: &[PeerId], out: &mut Vec<Action>) -> bool {
+        let reference = 256 * 1024;
+        let mut skip: BTreeSet<PeerId> = BTreeSet::new();
+        loop {
+            if self.requests.len() >= self.cfg.concurrency {
+                return false;
+            }
+            let finish =
+                |s: &Self, p: PeerId| s.peers.get(&p).map_or(f64::MAX, |x| x.plan.finish(now, reference));
+            let best_any = usable.iter().map(|p| finish(self, *p)).fold(f64::MAX, f64::min);
+            let Some(peer) = usable
+                .iter()
+                .copied()
+                .filter(|p| !skip.contains(p) && self.peers.get(p).is_some_and(|x| x.plan.room(now)))
+                .min_by(|a, b| finish(self, *a).total_cmp(&finish(self, *b)).then(a.cmp(b)))
+            else {
+                return false;
+            };
+            // serial work only to a peer about as quick as the best one
+            let critical_ok = finish(self, peer) - now as f64 <= 1.5 * (best_any - now as f64) + 20.0;
+            match self.assign_next(now, peer, critical_ok) {
+                Some(a) => out.push(a),
+                None if critical_ok => return true,
+                None => {
+                    skip.insert(peer);
+                }
+            }
+        }
+    }
+
+    /// The request in flight that another peer with room would answer much sooner, the largest
+    /// gain first: any request of a peer that is late (slower than measured); a request in a
+    /// chain (account chunk, storage chunk, healing) when the other peer is at least twice as
+    /// quick; and once nothing else is left to do (`any`), one of those that finish last.
+    fn move_candidate(
+        &self,
+        now: u64,
+        usable: &[PeerId],
+        arrivals: &BTreeMap<u64, f64>,
+        any: bool,
+    ) -> Option<(u64, PeerId)> {
+        let now_f = now as f64;
+        let end = arrivals.values().fold(now_f, |a, b| a.max(*b));
+        let mut best: Option<(f64, u64, PeerId)> = None;
+        for (id, r) in &self.requests {
+            let Some(&due) = arrivals.get(id) else { continue };
+            let Some(owner) = self.peers.get(&r.peer) else { continue };
+            let critical =
+                matches!(r.work, Work::Accounts { .. } | Work::Heal { .. } | Work::StorageChunk { .. })
+                    || matches!(r.work, Work::Storage { origin, .. } if origin != B256::ZERO);
+            // stalled: later than its peer's model says by more than the request should take
+            // (a reply merely bigger than expected is late by less)
+            let sent = r.sent_at as f64;
+            let overdue = owner.plan.late > (2.0 * owner.plan.rtt_high).max(due - sent);
+            let exp = self.expected_reply(r.bytes, &r.work);
+            let Some((thief, to)) = usable
+                .iter()
+                .filter(|p| **p != r.peer)
+                .filter_map(|p| self.peers.get(p).map(|x| (x, *p)))
+                .filter(|(x, _)| x.plan.room(now))
+                .map(|(x, p)| (x.plan.finish(now, exp), p))
+                .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
+            else {
+                continue;
+            };
+            // not one just sent to a measured peer, unless that peer stalls
+            if !overdue && owner.plan.known && now_f - sent < 0.5 * owner.plan.rtt {
+                continue;
+            }
+            let gain = due - thief;
+            let margin = 40f64.max(0.5 * (thief - now_f)).max(0.25 * (due - now_f));
+            let eligible = overdue
+                || (critical && gain > (2.0 * (thief - now_f)).max(margin) && now_f - sent >= owner.plan.rtt)
+                || (any && due >= end - margin);
+            if eligible && gain > margin && best.is_none_or(|(g, _, _)| gain > g) {
+                best = Some((gain, *id, to));
+            }
+        }
+        best.map(|(_, id, to)| (id, to))
+    }
+
+    /// Takes a request back from its peer (no penalty: it is merely slow) and re-queues its work.
+    /// Its reply, if it comes, is ignored; until then it still occupies the peer's link.
+    fn take_back(&mut self, now: u64, id: u64, arrivals: &BTreeMap<u64, f64>) {
+        let Some(r) = self.requests.remove(&id) else { return };
+        if let Some(p) = self.peers.get_mut(&r.peer) {
+            p.finished(r.kind);
+            let age = now.saturating_sub(r.sent_at) as f64;
+            if !p.link.known() {
+                // Never answered: for all we know it does not, so this counts as a timeout (but
+                // no bench: its next probe, given four times as long, may show it merely slow).
+                self.stats.kind(r.kind).timed_out += 1;
+                self.penalised.insert(r.peer);
+                p.penalised = true;
+                p.link.floor_ms = p.link.floor_ms.max(4.0 * age);
+            } else if p.plan.late > 0.0 {
+                // slower than thought, but it may answer soon: the next request gets twice as long
+                p.link.floor_ms = p.link.floor_ms.max(2.0 * age);
+            }
+            let due = arrivals.get(&id).copied().unwrap_or(now as f64);
+            p.link.busy_until = p.link.busy_until.max(due);
+            p.link.reassigned += 1;
+            p.plan.in_flight = p.plan.in_flight.saturating_sub(1);
+            p.plan.rtt = p.plan.rtt.max(p.link.floor_ms);
+        }
+        self.revert(r.work);
+    }
+
+    /// Builds one request of `kind` for `peer` from queued work; `pick` says which storage work.
+    fn assign(&mut self, now: u64, peer: PeerId, kind: Kind, pick: Pick) -> Option<Action> {
+        let adaptive = self.cfg.sizing == SizingPolicy::Adaptive;
         let p = self.peers.get(&peer)?.clone();
         let root = self.progress.root;
         match kind {
@@ -836,7 +1218,11 @@ impl Syncer {
                     .find(|i| !self.progress.tasks[*i].fetched && !self.account_chunk_busy(*i))?;
                 let t: &AccountTask = &self.progress.tasks[chunk];
                 let (origin, limit) = (t.next, t.last);
-                let bytes = p.range_bytes(&self.cfg, self.cfg.account_bytes);
+                let bytes = if adaptive {
+                    p.plan.serial_bytes()
+                } else {
+                    p.range_bytes(&self.cfg, self.cfg.account_bytes)
+                };
                 let id = self.id();
                 let root = if self.lost_root_chunks.contains(&chunk) { B256::ZERO } else { root };
                 let msg = Message::GetAccountRange(GetAccountRange {
@@ -849,20 +1235,45 @@ impl Syncer {
                 Some(self.send(now, peer, kind, bytes, Work::Accounts { chunk, origin, limit }, msg))
             }
             Kind::Storage => {
-                let bytes = p.range_bytes(&self.cfg, self.cfg.storage_bytes);
+                let mut bytes = p.range_bytes(&self.cfg, self.cfg.storage_bytes);
+                if pick != Pick::Bundles {
+                    if let Some(a) = self.assign_chunk(now, peer, &p) {
+                        return Some(a);
+                    }
+                }
                 // a continuation (large contract) goes alone, with its origin
                 let cont = self.progress.storage.iter().find(|(a, t)| {
-                    !t.complete && t.next != B256::ZERO && !self.storage_in_flight.contains(*a)
+                    pick != Pick::Bundles
+                        && !t.complete
+                        && t.next != B256::ZERO
+                        && !self.storage_in_flight.contains(*a)
+                        && !self.sched.splits.contains_key(*a)
                 });
                 let (accounts, origin) = if let Some((a, t)) = cont {
+                    if adaptive {
+                        bytes = p.plan.serial_bytes();
+                    }
                     (vec![(*a, t.root)], t.next)
                 } else {
-                    let max = ((bytes / 1024) as usize).clamp(1, caps::MAX_STORAGE_ACCOUNTS);
+                    let max = if adaptive {
+                        // a budget of twice the claim: a large contract stops the reply there
+                        let claim = p.plan.claim_bytes();
+                        bytes = bytes.min((2 * claim).max(caps::MIN_RESPONSE_BYTES));
+                        (claim / self.bundle_bytes().max(1)) as usize
+                    } else {
+                        (bytes / 1024) as usize
+                    }
+                    .clamp(1, caps::MAX_STORAGE_ACCOUNTS);
                     let accts: Vec<(B256, B256)> = self
                         .progress
                         .storage
                         .iter()
-                        .filter(|(a, t)| !t.complete && !self.storage_in_flight.contains(*a))
+                        .filter(|(a, t)| {
+                            pick != Pick::Serial
+                                && !t.complete
+                                && t.next == B256::ZERO
+                                && !self.storage_in_flight.contains(*a)
+                        })
                         .take(max)
                         .map(|(a, t)| (*a, t.root))
                         .collect();
@@ -875,6 +1286,9 @@ impl Syncer {
                     self.storage_in_flight.insert(*a);
                 }
                 let id = self.id();
+                if adaptive && origin == B256::ZERO {
+                    self.sched.bundles.insert(id, (bytes, accounts.iter().map(|(a, _)| *a).collect()));
+                }
                 let msg = Message::GetStorageRanges(GetStorageRanges {
                     request_id: id,
                     root,
@@ -886,7 +1300,11 @@ impl Syncer {
                 Some(self.send(now, peer, kind, bytes, Work::Storage { accounts, origin }, msg))
             }
             Kind::Codes => {
-                let n = p.item_count(&self.cfg, self.cfg.max_codes, caps::MAX_CODES);
+                let n = if adaptive {
+                    p.adaptive_items(prior::CODE_BYTES, self.cfg.max_codes, caps::MAX_CODES)
+                } else {
+                    p.item_count(&self.cfg, self.cfg.max_codes, caps::MAX_CODES)
+                };
                 let (hashes, heal) = match &mut self.healer {
                     Some(h) => (h.take_codes(n), true),
                     None => {
@@ -915,7 +1333,11 @@ impl Syncer {
                 Some(self.send(now, peer, kind, bytes, Work::Codes { hashes, heal }, msg))
             }
             Kind::TrieNodes => {
-                let n = p.item_count(&self.cfg, self.cfg.max_trie_nodes, caps::MAX_TRIE_NODES);
+                let n = if adaptive {
+                    p.adaptive_items(prior::NODE_BYTES, self.cfg.max_trie_nodes, caps::MAX_TRIE_NODES)
+                } else {
+                    p.item_count(&self.cfg, self.cfg.max_trie_nodes, caps::MAX_TRIE_NODES)
+                };
                 let items = self.healer.as_mut()?.take_nodes(n);
                 if items.is_empty() {
                     return None;
@@ -956,12 +1378,185 @@ impl Syncer {
         }
     }
 
+    /// Bytes of the work queued and not in flight, roughly; `None` while the account ranges
+    /// still hide an unknown amount of it.
+    fn queued_bytes(&self) -> Option<u64> {
+        if self.progress.tasks.iter().any(|t| !t.fetched) {
+            return None;
+        }
+        let mut total = 0u64;
+        let live = |req: Option<u64>| req.is_some_and(|id| self.requests.contains_key(&id));
+        for (a, t) in &self.progress.storage {
+            if t.complete || self.storage_in_flight.contains(a) {
+                continue;
+            }
+            total += match self.sched.splits.get(a) {
+                Some(s) => (0..s.chunks.len())
+                    .filter(|i| !s.chunks[*i].done && !live(s.chunks[*i].req))
+                    .map(|i| s.expected_bytes(i))
+                    .sum(),
+                None if t.next != B256::ZERO => 2 * SPLIT_CHUNK_BYTES as u64,
+                None => self.bundle_bytes(),
+            };
+        }
+        let codes = self.progress.codes.keys().filter(|h| !self.codes_in_flight.contains(*h)).count();
+        total += codes as u64 * prior::CODE_BYTES;
+        if let Some(h) = &self.healer {
+            total +=
+                h.queued_nodes() as u64 * prior::NODE_BYTES + h.queued_codes() as u64 * prior::CODE_BYTES;
+        }
+        Some(total)
+    }
+
+    /// Expected storage bytes per bundled account.
+    fn bundle_bytes(&self) -> u64 {
+        if self.sched.bundle_bytes > 0.0 {
+            (self.sched.bundle_bytes as u64).clamp(256, 256 * 1024)
+        } else {
+            prior::STORAGE_BYTES
+        }
+    }
+
+    /// Learns how much storage a bundled account brings from the bundles that came back.
+    fn learn_bundles(&mut self) {
+        let done: Vec<u64> =
+            self.sched.bundles.keys().filter(|id| !self.requests.contains_key(*id)).copied().collect();
+        for id in done {
+            let Some((budget, accounts)) = self.sched.bundles.remove(&id) else { continue };
+            let delivered = accounts
+                .iter()
+                .filter(|a| self.progress.storage.get(*a).is_none_or(|t| t.complete || t.next != B256::ZERO))
+                .count();
+            self.sched.bundle_done(budget, accounts.len(), delivered);
+        }
+    }
+
+    /// Splits the storage of every contract being continued into parallel chunks, as many as
+    /// its fetched slots, spread over the key space they cover, promise chunks' worth after
+    /// them (one for a contract nearly done: a chain of one, whose size is then known).
+    fn split_large_contracts(&mut self, store: &dyn SyncStore) {
+        let storage = &self.progress.storage;
+        self.sched.splits.retain(|a, s| storage.get(a).is_some_and(|t| !t.complete && t.root == s.root));
+        let candidates: Vec<(B256, B256, B256)> = self
+            .progress
+            .storage
+            .iter()
+            .filter(|(a, t)| {
+                !t.complete
+                    && t.next != B256::ZERO
+                    && !self.storage_in_flight.contains(*a)
+                    && !self.sched.splits.contains_key(*a)
+            })
+            .map(|(a, t)| (*a, t.root, t.next))
+            .collect();
+        for (account, root, next) in candidates {
+            let covered = fraction(&next);
+            if covered <= 0.0 || covered >= 1.0 {
+                continue;
+            }
+            let fetched: u64 = store.slots_of(&account).iter().map(|(_, v)| 35 + v.len() as u64).sum();
+            let density = fetched as f64 / covered;
+            let remaining = density * (1.0 - covered);
+            let count = ((remaining / SPLIT_CHUNK_BYTES) as usize).clamp(1, MAX_SPLIT_CHUNKS);
+            self.sched.splits.insert(account, Split::new(root, next, count, density));
+        }
+    }
+
+    /// The next request of a split contract's chunk not in flight, if any.
+    fn assign_chunk(&mut self, now: u64, peer: PeerId, p: &PeerState) -> Option<Action> {
+        let live = |req: Option<u64>| req.is_some_and(|id| self.requests.contains_key(&id));
+        let (account, root, i) = self.sched.splits.iter().find_map(|(a, s)| {
+            s.chunks.iter().position(|c| !c.done && !live(c.req)).map(|i| (*a, s.root, i))
+        })?;
+        let bytes = p.plan.serial_bytes();
+        let id = self.id();
+        let split = self.sched.splits.get_mut(&account)?;
+        let chunk = split.chunks.get_mut(i)?;
+        chunk.req = Some(id);
+        let (origin, last) = (chunk.next, chunk.last);
+        let msg = Message::GetStorageRanges(GetStorageRanges {
+            request_id: id,
+            root: self.progress.root,
+            account_hashes: vec![account],
+            starting_hash: (origin != B256::ZERO).then_some(origin),
+            limit_hash: (last != B256::repeat_byte(0xff)).then_some(last),
+            response_bytes: bytes,
+        });
+        Some(self.send(now, peer, Kind::Storage, bytes, Work::StorageChunk { account, root, origin }, msg))
+    }
+
+    /// A reply to a chunk of a split contract: verified like any storage range (from the
+    /// chunk's origin, a proof required unless it is the whole trie), stored, and the chunk
+    /// advanced or closed; the contract is complete once all its chunks are.
+    fn on_storage_chunk(
+        &mut self,
+        batch: &mut WriteBatch,
+        req: &InFlight,
+        r: StorageRanges,
+        account: B256,
+        root: B256,
+        origin: B256,
+    ) -> Verdict {
+        if r.slots.is_empty() && r.proof.is_empty() {
+            return Verdict::Stateless;
+        }
+        if r.slots.len() > 1 {
+            return Verdict::Fault(format!("{} slot sets for 1 account", r.slots.len()));
+        }
+        if r.proof.len() > caps::MAX_PROOF_NODES {
+            return Verdict::Fault(format!("{} proof nodes", r.proof.len()));
+        }
+        let set = r.slots.into_iter().next().unwrap_or_default();
+        let bytes: usize = set.iter().map(|s| 32 + s.data.len()).sum();
+        if bytes as u64 > 2 * req.bytes.max(caps::MIN_RESPONSE_BYTES) + 4096 {
+            return Verdict::Fault(format!("{bytes} storage bytes for a {} budget", req.bytes));
+        }
+        let keys: Vec<B256> = set.iter().map(|s| s.hash).collect();
+        let values: Vec<&[u8]> = set.iter().map(|s| &s.data[..]).collect();
+        let more = if r.proof.is_empty() {
+            // no proof: the keys must be the whole trie
+            if origin != B256::ZERO {
+                return Verdict::Fault("continuation without proof".into());
+            }
+            if keys.windows(2).any(|w| w[0] >= w[1]) || values.iter().any(|v| v.is_empty()) {
+                return Verdict::Fault("bad slot order or empty value".into());
+            }
+            if crate::trie::root::root_from_sorted(keys.iter().copied().zip(values.iter().copied())) != root {
+                return Verdict::Fault("storage set does not hash to its root".into());
+            }
+            false
+        } else {
+            match verify_range(root, &origin, &keys, &values, &r.proof) {
+                Ok(more) => more,
+                Err(e) => return Verdict::Fault(format!("storage proof: {e}")),
+            }
+        };
+        for s in &set {
+            batch.slots.push((account, s.hash, s.data.to_vec()));
+        }
+        let Some(split) = self.sched.splits.get_mut(&account).filter(|s| s.root == root) else {
+            return Verdict::Ok;
+        };
+        split.delivered(origin, keys.last().copied(), more);
+        let (complete, lowest) = (split.complete(), split.lowest_next());
+        if let Some(t) = self.progress.storage.get_mut(&account).filter(|t| t.root == root) {
+            if complete {
+                t.complete = true;
+            } else if let Some(n) = lowest {
+                t.next = n;
+            }
+        }
+        self.dirty = true;
+        Verdict::Ok
+    }
+
     /// Debug check: every unit of work is in exactly one place. Returns a description of the
     /// first violation.
     pub fn check_accounting(&self) -> Result<(), String> {
         let mut storage_live = BTreeSet::new();
         let mut code_live = BTreeSet::new();
         let mut chunks_live = BTreeSet::new();
+        let mut chunks_of_storage = BTreeSet::new();
         for (id, r) in &self.requests {
             if !self.peers.contains_key(&r.peer) {
                 return Err(format!("request {id} belongs to a departed peer"));
@@ -985,6 +1580,11 @@ impl Syncer {
                     }
                 }
                 Work::Heal { .. } => {}
+                Work::StorageChunk { account, origin, .. } => {
+                    if !chunks_of_storage.insert((*account, *origin)) {
+                        return Err(format!("storage chunk of {account} at {origin} in flight twice"));
+                    }
+                }
             }
         }
         if storage_live != self.storage_in_flight {
@@ -1007,6 +1607,11 @@ impl Syncer {
         Ok(())
     }
 }
+
+/// Storage bytes per chunk a large contract is split into.
+const SPLIT_CHUNK_BYTES: f64 = 128.0 * 1024.0;
+/// Most chunks one contract is split into.
+const MAX_SPLIT_CHUNKS: usize = 16;
 
 /// Builds trie nodes over one fully fetched account chunk and stores those it can vouch for:
 /// nodes whose whole key range lies inside the chunk and whose accounts all have their
