@@ -1,5 +1,6 @@
-//! Trie benchmarks: the root of 100,000 accounts from sorted leaves, and verifying a
-//! 1,000-key range proof. `cargo bench --bench trie`.
+//! Trie benchmarks: the root of 100,000 accounts from sorted leaves (`trie/root_100k_*`),
+//! building all their nodes (`trie/build_100k_*`), and verifying and proving a 1,000-key range
+//! (`trie/verify_range_1000_keys`, `trie/prove_range_1000_keys`). `cargo bench --bench trie`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::{Rng, SeedableRng};
