@@ -156,8 +156,7 @@ impl Plan {
     /// Whether another request is needed to keep the link busy: the next reply (the next
     /// chance to ask for more) comes less than a long round trip before the link runs out of
     /// replies asked for, so a request sent then would leave it idle. Also within its depth, and
-    /// (unless it is the only one: a peer slower than the horizon still gets work) answered
-    /// before the deadline horizon. An unmeasured peer gets one request, a small probe:
+    /// answered before the deadline horizon. An unmeasured peer gets one request, a small probe:
     /// its round trip. (With two at once the probe's reply could queue behind the other's
     /// transfer, or overtake it.)
     pub fn room(&self, now: u64) -> bool {
@@ -166,9 +165,8 @@ impl Plan {
         }
         let next = self.next_at.max(now as f64);
         self.in_flight < self.depth.clamp(1, Self::MAX_IN_FLIGHT)
-            && (self.in_flight == 0
-                || (self.free_at < next + self.rtt_high
-                    && self.finish(now, self.request_bytes()) < now as f64 + self.horizon))
+            && (self.in_flight == 0 || self.free_at < next + self.rtt_high)
+            && self.finish(now, self.request_bytes()) < now as f64 + self.horizon
     }
 
     /// Books a request expecting `bytes` of reply, sent now.

@@ -937,7 +937,9 @@ impl Syncer {
         let usable: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(id, p)| self.stateless.get(id).is_none_or(|until| *until <= now) && p.benched_until <= now)
+            .filter(|(id, p)| {
+                self.stateless.get(id).is_none_or(|until| *until <= now) && p.benched_until <= now
+            })
             .map(|(id, _)| *id)
             .collect();
         if usable.is_empty() {
@@ -1047,7 +1049,9 @@ impl Syncer {
         let usable_peers = self
             .peers
             .iter()
-            .filter(|(id, p)| self.stateless.get(id).is_none_or(|until| *until <= now) && p.benched_until <= now)
+            .filter(|(id, p)| {
+                self.stateless.get(id).is_none_or(|until| *until <= now) && p.benched_until <= now
+            })
             .count()
             .max(1) as u64;
         let fair = self.queued_bytes().map_or(u64::MAX, |q| q / usable_peers);
@@ -1081,7 +1085,8 @@ impl Syncer {
             p.plan = Plan {
                 rtt,
                 base_rtt,
-                horizon: 0.5 * self.cfg.request_timeout_ms as f64,
+                // half the request timeout, but never so short that no reply fits in it
+                horizon: (0.5 * self.cfg.request_timeout_ms as f64).max(2.0 * rtt_high),
                 share: fair,
                 rtt_high,
                 bw,
