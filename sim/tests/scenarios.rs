@@ -187,3 +187,22 @@ fn known_block_treated_as_fatal_is_caught() {
     // and the real code shrugs the same duplicates off
     at_head("staged-duplicate-block-peers");
 }
+
+/// Every fuzz finding kept in `tests/regressions/` (each file says what it found and what fixed
+/// it) now converges and meets its expectations.
+#[test]
+fn fuzz_regressions_converge() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/regressions");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("regressions dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 6, "{files:?}");
+    for f in files {
+        let sc = Scenario::load(&f).unwrap_or_else(|e| panic!("{e}"));
+        let r = run(&sc, &RunOptions::default()).expect("run");
+        assert!(r.converged && r.expectations.iter().all(|e| e.ok), "{}: {}", f.display(), r.summary());
+    }
+}

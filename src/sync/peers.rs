@@ -323,6 +323,14 @@ impl PeerState {
         self.asked[kind.index()] += 1;
     }
 
+    /// What is kept of a peer that disconnected: its record (answers, strikes, timeouts, bench,
+    /// link measurements), nothing in flight.
+    pub fn departed(mut self) -> Self {
+        self.in_flight = [0; 4];
+        self.link.pending.clear();
+        self
+    }
+
     /// Marks a request finished (any outcome).
     pub fn finished(&mut self, kind: Kind) {
         let slot = &mut self.in_flight[kind.index()];
@@ -351,14 +359,15 @@ impl PeerState {
     /// Records a timeout: benches the peer for a growing while.
     pub fn timed_out(&mut self, now: u64) {
         self.penalised = true;
-        if self.link.adaptive && self.benched_until > now {
+        if self.benched_until > now {
             // several requests in flight expire together: one episode, one step of backoff
             return;
         }
         self.timeouts_in_row += 1;
-        let backoff = if self.link.adaptive && self.ok > 0 && self.link.known() {
+        let rtt = if self.link.known() { self.link.rtt_ms } else { self.rtt_ms };
+        let backoff = if self.ok > 0 && rtt > 0.0 {
             // a peer that answers: one lost message must not bench it for seconds
-            let base = (2.0 * self.link.rtt_ms).clamp(200.0, 1000.0) as u64;
+            let base = (2.0 * rtt).clamp(200.0, 1000.0) as u64;
             (base << (self.timeouts_in_row - 1).min(6)).min(64_000)
         } else {
             1000u64 << self.timeouts_in_row.min(6)
@@ -366,12 +375,14 @@ impl PeerState {
         self.benched_until = now + backoff;
     }
 
-    /// Records a failed verification; returns true when the peer should be dropped:
-    /// repeated failures that are not rare next to its good replies.
+    /// Records a failed verification; returns true when the peer should be dropped: at least
+    /// five failures, and at least one in three of its replies. A peer whose every reply is bad
+    /// goes after five; an honest peer behind a link that corrupts a few percent of messages
+    /// would need a run of bad luck of odds below one in a million to go.
     pub fn strike(&mut self) -> bool {
         self.strikes += 1;
         self.penalised = true;
-        self.strikes >= 3 && (self.strikes as u64) * 4 > self.ok
+        self.strikes >= 5 && (self.strikes as u64) * 2 > self.ok
     }
 
     /// Preference among idle peers: higher is better.

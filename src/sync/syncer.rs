@@ -156,6 +156,9 @@ pub struct Syncer {
     progress: Progress,
     next_id: u64,
     peers: BTreeMap<PeerId, PeerState>,
+    /// What was learnt about peers that disconnected, restored when they come back: a peer
+    /// that never answers must not get a clean slate from every reconnect.
+    departed: BTreeMap<PeerId, PeerState>,
     /// Peers that answered empty for the current root, until when (ms): a single empty reply
     /// may come from a request corrupted in transit, so the mark expires.
     stateless: BTreeMap<PeerId, u64>,
@@ -187,6 +190,7 @@ impl Syncer {
             progress,
             next_id: id_base,
             peers: BTreeMap::new(),
+            departed: BTreeMap::new(),
             stateless: BTreeMap::new(),
             requests: BTreeMap::new(),
             storage_in_flight: BTreeSet::new(),
@@ -238,12 +242,17 @@ impl Syncer {
 
     /// A peer connected.
     pub fn add_peer(&mut self, peer: PeerId) {
-        self.peers.entry(peer).or_default();
+        if !self.peers.contains_key(&peer) {
+            let known = self.departed.remove(&peer).unwrap_or_default();
+            self.peers.insert(peer, known);
+        }
     }
 
     /// A peer disconnected (or was dropped): its requests go back to the queues.
     pub fn remove_peer(&mut self, peer: PeerId) {
-        self.peers.remove(&peer);
+        if let Some(p) = self.peers.remove(&peer) {
+            self.departed.insert(peer, p.departed());
+        }
         self.stateless.remove(&peer);
         let ids: Vec<u64> = self.requests.iter().filter(|(_, r)| r.peer == peer).map(|(id, _)| *id).collect();
         for id in ids {
@@ -906,17 +915,37 @@ impl Syncer {
             .map(|(id, p)| (*id, p.score()))
             .collect();
         order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        for (peer, _) in order {
-            for kind in [Kind::TrieNodes, Kind::Storage, Kind::Codes, Kind::Accounts] {
-                if self.requests.len() >= self.cfg.concurrency {
-                    return out;
-                }
-                let idle = self.peers.get(&peer).is_some_and(|p| p.idle(kind, now));
-                if !idle {
-                    continue;
-                }
-                if let Some(a) = self.assign(now, peer, kind, Pick::Any) {
-                    out.push(a);
+        // Healing is pipelined whatever the sizing policy: a heal walks the trie level by level,
+        // and with one request in flight per peer every lost message would stall the whole walk
+        // for a timeout - on a churning chain with few peers the heal then never catches up with
+        // the pivot (geth's healing-never-ends weakness). Range requests keep the policies' own
+        // one-per-peer-per-kind discipline, which is what the sizing comparisons measure.
+        // Extra heal requests go only to peers that answer (a reply and no timeout since).
+        let heal_depth = self.cfg.concurrency.clamp(1, HEAL_PIPELINE);
+        for round in 0..heal_depth {
+            for (peer, _) in &order {
+                let peer = *peer;
+                for kind in [Kind::TrieNodes, Kind::Storage, Kind::Codes, Kind::Accounts] {
+                    if self.requests.len() >= self.cfg.concurrency {
+                        return out;
+                    }
+                    let healing = self.healer.is_some() && matches!(kind, Kind::TrieNodes | Kind::Codes);
+                    if round > 0
+                        && !(healing
+                            && self.peers.get(&peer).is_some_and(|p| p.ok > 0 && p.timeouts_in_row == 0))
+                    {
+                        continue;
+                    }
+                    let room = self.peers.get(&peer).is_some_and(|p| {
+                        p.benched_until <= now
+                            && p.in_flight[kind.index()] < if healing { heal_depth as u32 } else { 1 }
+                    });
+                    if !room {
+                        continue;
+                    }
+                    if let Some(a) = self.assign(now, peer, kind, Pick::Any) {
+                        out.push(a);
+                    }
                 }
             }
         }
@@ -1341,7 +1370,10 @@ impl Syncer {
                 let n = if adaptive {
                     p.adaptive_items(prior::NODE_BYTES, self.cfg.max_trie_nodes, caps::MAX_TRIE_NODES)
                 } else {
-                    p.item_count(&self.cfg, self.cfg.max_trie_nodes, caps::MAX_TRIE_NODES)
+                    // no more nodes than the reply's byte budget holds (the rest would come back
+                    // unanswered and wait for the next round trip): pipelined requests share them
+                    let fit = (p.range_bytes(&self.cfg, self.cfg.account_bytes) / prior::NODE_BYTES).max(1);
+                    p.item_count(&self.cfg, self.cfg.max_trie_nodes, caps::MAX_TRIE_NODES).min(fit as usize)
                 };
                 let items = self.healer.as_mut()?.take_nodes(n);
                 if items.is_empty() {
@@ -1612,6 +1644,9 @@ impl Syncer {
         Ok(())
     }
 }
+
+/// Most heal requests (trie nodes, codes) in flight to one peer under the non-adaptive policies.
+const HEAL_PIPELINE: usize = 16;
 
 /// Storage bytes per chunk a large contract is split into.
 const SPLIT_CHUNK_BYTES: f64 = 128.0 * 1024.0;
