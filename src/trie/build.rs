@@ -144,7 +144,7 @@ pub fn build_items(items: &[BuildItem<'_>], sink: &mut dyn FnMut(BuiltNode<'_>))
     let mut prev: Option<B256> = None;
     for it in items {
         match it {
-            BuildItem::Leaf(_, v) if v.is_empty() => return None,
+            BuildItem::Leaf(_, []) => return None,
             BuildItem::Subtree(p, _) if p.is_empty() || p.len() > 64 || p.iter().any(|n| *n > 15) => {
                 return None
             }
