@@ -16,7 +16,8 @@ use crate::sync::progress::{inc, AccountTask, Need, Progress, StorageTask};
 use crate::sync::sched::{fraction, Sched, Split};
 use crate::trie::build::build;
 use crate::trie::nibbles::{max_key_with_prefix, min_key_with_prefix};
-use crate::trie::verify_range;
+use crate::trie::stitch::{Collected, RangeNodes, TaskRanges};
+use crate::trie::{verify_range, verify_range_nodes};
 use std::collections::{BTreeMap, BTreeSet};
 use tracing::debug;
 
@@ -172,6 +173,8 @@ pub struct Syncer {
     last_progress_at: u64,
     dirty: bool,
     penalised: BTreeSet<PeerId>,
+    /// Nodes of verified ranges kept for generating their tasks' tries (memory only).
+    ranges: TaskRanges,
     /// Planted-bug state (tests only).
     stuck_chunks: BTreeSet<usize>,
     lost_root_chunks: BTreeSet<usize>,
@@ -201,6 +204,7 @@ impl Syncer {
             last_progress_at: 0,
             dirty: false,
             penalised: BTreeSet::new(),
+            ranges: TaskRanges::default(),
             stuck_chunks: BTreeSet::new(),
             lost_root_chunks: BTreeSet::new(),
         };
@@ -524,22 +528,29 @@ impl Syncer {
                 Err(e) => return Verdict::Fault(format!("bad account body: {e}")),
             }
         }
-        let has_more = match verify_range(req.root, &origin, &keys, &values, &r.proof) {
-            Ok(m) => m,
-            Err(e) => return Verdict::Fault(format!("account range proof: {e}")),
-        };
+        let mut built = Collected::default();
+        let has_more =
+            match verify_range_nodes(req.root, &origin, &keys, &values, &r.proof, &mut |n| built.push(n)) {
+                Ok(m) => m,
+                Err(e) => return Verdict::Fault(format!("account range proof: {e}")),
+            };
         let Some(task) = self.progress.tasks.get(chunk) else { return Verdict::Ok };
         if task.fetched || task.next != origin {
             return Verdict::Ok; // stale reply for work already done (e.g. after a restart)
         }
         let mut reached_end = !has_more;
         let mut last_kept = None;
+        let mut dirty = Vec::with_capacity(keys.len());
         for (i, (key, acc)) in keys.iter().zip(&accounts).enumerate() {
             if *key > limit {
                 reached_end = true;
                 break;
             }
             last_kept = Some(i);
+            dirty.push(
+                (acc.storage_root != EMPTY_ROOT && !store.has_node(&acc.storage_root))
+                    || (acc.code_hash != EMPTY_CODE && store.code(&acc.code_hash).is_none()),
+            );
             batch.accounts.push((*key, *acc));
             if acc.storage_root != EMPTY_ROOT
                 && !store.has_node(&acc.storage_root)
@@ -562,6 +573,14 @@ impl Syncer {
                 self.progress.tasks[chunk].pending.insert((*key, Need::Code));
             }
         }
+        let kept = dirty.len();
+        self.ranges.accounts.entry(chunk).or_default().add(
+            built,
+            &keys,
+            kept,
+            &|i| dirty[i],
+            &mut batch.nodes,
+        );
         let task = &mut self.progress.tasks[chunk];
         match last_kept.map(|i| keys[i]) {
             Some(k) if k == limit => task.fetched = true,
@@ -606,6 +625,7 @@ impl Syncer {
         let n = r.slots.len();
         let mut outcome: Vec<(B256, bool /*complete*/, Option<B256> /*next*/)> = Vec::with_capacity(n.max(1));
         let mut built_nodes: Vec<(B256, NodeList)> = Vec::new();
+        let mut proven_nodes: Option<(B256, B256, Vec<B256>, Collected)> = None;
         if n == 0 {
             // proof that nothing is left at or after the origin of the first account
             let (acct, root) = accounts[0];
@@ -622,7 +642,10 @@ impl Syncer {
             let last = i + 1 == n;
             let proven = last && !r.proof.is_empty();
             if proven {
-                match verify_range(root, &first_origin, &keys, &values, &r.proof) {
+                let mut built = Collected::default();
+                match verify_range_nodes(root, &first_origin, &keys, &values, &r.proof, &mut |n| {
+                    built.push(n)
+                }) {
                     Ok(more) => outcome.push((
                         acct,
                         !more,
@@ -630,6 +653,7 @@ impl Syncer {
                     )),
                     Err(e) => return Verdict::Fault(format!("storage proof: {e}")),
                 }
+                proven_nodes = Some((acct, root, keys, built));
             } else {
                 if first_origin != B256::ZERO {
                     return Verdict::Fault("continuation without proof".into());
@@ -666,6 +690,15 @@ impl Syncer {
                     t.built = true;
                     batch.nodes.extend(nodes);
                 }
+            }
+        }
+        if let Some((acct, root, keys, built)) = proven_nodes {
+            if self.progress.storage.get(&acct).is_some_and(|t| t.root == root && !t.complete) {
+                let ranges = self.ranges.storage.entry(acct).or_default();
+                if ranges.tag != root {
+                    *ranges = RangeNodes::new(root);
+                }
+                ranges.add(built, &keys, keys.len(), &|_| false, &mut batch.nodes);
             }
         }
         for (acct, complete, next) in outcome {
@@ -792,9 +825,11 @@ impl Syncer {
         let done: Vec<B256> =
             self.progress.storage.iter().filter(|(_, t)| t.complete).map(|(a, _)| *a).collect();
         for acct in &done {
-            if self.progress.storage.get(acct).is_some_and(|t| !t.built) {
+            let ranges = self.ranges.storage.remove(acct);
+            if let Some(t) = self.progress.storage.get(acct).filter(|t| !t.built) {
+                let ranges = ranges.filter(|r| r.tag == t.root).unwrap_or_default();
                 let slots = store.slots_of(acct);
-                build(&slots, &mut |n| batch.nodes.push((n.hash, n.rlp.to_vec())));
+                ranges.generate(&slots, &|_| true, &|_| true, &mut batch.nodes);
             }
             if let Some(t) = self.progress.storage.remove(acct) {
                 self.progress.tasks[t.chunk].pending.remove(&(*acct, Need::Storage));
@@ -809,7 +844,8 @@ impl Syncer {
             if t.generated || !t.fetched || !t.pending.is_empty() {
                 continue;
             }
-            generate_chunk(store, t, &mut batch);
+            let ranges = self.ranges.accounts.remove(&i).unwrap_or_default();
+            generate_chunk(store, t, ranges, &mut batch);
             self.progress.tasks[i].generated = true;
         }
         batch.progress = Some(self.progress.to_bytes());
@@ -1656,7 +1692,7 @@ const MAX_SPLIT_CHUNKS: usize = 16;
 /// Builds trie nodes over one fully fetched account chunk and stores those it can vouch for:
 /// nodes whose whole key range lies inside the chunk and whose accounts all have their
 /// storage and code stored. Boundary nodes are left for healing.
-fn generate_chunk(store: &dyn SyncStore, t: &AccountTask, batch: &mut WriteBatch) {
+fn generate_chunk(store: &dyn SyncStore, t: &AccountTask, ranges: RangeNodes, batch: &mut WriteBatch) {
     let accounts = store.accounts_in(&t.start, &t.last);
     if accounts.is_empty() {
         return;
@@ -1670,14 +1706,12 @@ fn generate_chunk(store: &dyn SyncStore, t: &AccountTask, batch: &mut WriteBatch
         dirty_before.push(dirty_before.last().copied().unwrap_or(0) + u32::from(!clean));
         leaves.push((*k, a.encode_full()));
     }
-    build(&leaves, &mut |n| {
-        let inside = min_key_with_prefix(n.path) >= t.start && max_key_with_prefix(n.path) <= t.last;
-        let clean = dirty_before[n.leaves.end] == dirty_before[n.leaves.start];
-        if inside
-            && clean
-            && (!n.path.is_empty() || (t.start == B256::ZERO && t.last == B256::repeat_byte(0xff)))
-        {
-            batch.nodes.push((n.hash, n.rlp.to_vec()));
-        }
-    });
+    let whole = t.start == B256::ZERO && t.last == B256::repeat_byte(0xff);
+    let inside = |path: &[u8]| {
+        min_key_with_prefix(path) >= t.start
+            && max_key_with_prefix(path) <= t.last
+            && (!path.is_empty() || whole)
+    };
+    let clean = |i: usize| dirty_before[i + 1] == dirty_before[i];
+    ranges.generate(&leaves, &clean, &inside, &mut batch.nodes);
 }

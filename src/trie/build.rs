@@ -104,3 +104,142 @@ fn emit(
     }
     child
 }
+
+/// An input of [`build_items`]: a leaf, or a subtree known only by its hash (the node at that
+/// nibble path, e.g. from a proof or built earlier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildItem<'a> {
+    /// A leaf: full key and value.
+    Leaf(B256, &'a [u8]),
+    /// The hash of the node at a non-empty nibble path.
+    Subtree(&'a [u8], B256),
+}
+
+impl BuildItem<'_> {
+    /// Nibble `i` of every key under the item; 16 past a subtree's path (callers never ask).
+    fn nibble(&self, i: usize) -> u8 {
+        match self {
+            BuildItem::Leaf(k, _) => nibble(k, i),
+            BuildItem::Subtree(p, _) => p.get(i).copied().unwrap_or(16),
+        }
+    }
+
+    /// The (first, last) key the item covers.
+    pub fn span(&self) -> (B256, B256) {
+        match self {
+            BuildItem::Leaf(k, _) => (*k, *k),
+            BuildItem::Subtree(p, _) => {
+                (crate::trie::nibbles::min_key_with_prefix(p), crate::trie::nibbles::max_key_with_prefix(p))
+            }
+        }
+    }
+}
+
+/// Builds the trie of `items` like [`build`], with some subtrees given by hash: they are
+/// referenced, not rebuilt, and not reported. `BuiltNode::leaves` indexes `items`.
+///
+/// Returns `None` unless the items are well formed: subtree paths 1..=64 nibbles long, spans
+/// strictly increasing and disjoint, values non-empty.
+pub fn build_items(items: &[BuildItem<'_>], sink: &mut dyn FnMut(BuiltNode<'_>)) -> Option<B256> {
+    let mut prev: Option<B256> = None;
+    for it in items {
+        match it {
+            BuildItem::Leaf(_, []) => return None,
+            BuildItem::Subtree(p, _) if p.is_empty() || p.len() > 64 || p.iter().any(|n| *n > 15) => {
+                return None
+            }
+            _ => {}
+        }
+        let (lo, hi) = it.span();
+        if prev.is_some_and(|p| p >= lo) {
+            return None;
+        }
+        prev = Some(hi);
+    }
+    if items.is_empty() {
+        return Some(EMPTY_ROOT);
+    }
+    let mut path = Vec::with_capacity(64);
+    match item_node(items, 0, 0, &mut path, sink) {
+        Built::Ref(ChildRef::Hash(h)) => Some(h),
+        Built::Ref(ChildRef::Inline(_)) => None,
+        Built::Node(node) => {
+            let rlp = node.encode();
+            let hash = keccak256(&rlp);
+            sink(BuiltNode { path: &[], leaves: 0..items.len(), rlp: &rlp, hash });
+            Some(hash)
+        }
+    }
+}
+
+/// A node being built, or a reference standing for a given subtree.
+enum Built {
+    Node(Node),
+    Ref(ChildRef),
+}
+
+fn item_node(
+    items: &[BuildItem<'_>],
+    offset: usize,
+    depth: usize,
+    path: &mut Vec<u8>,
+    sink: &mut dyn FnMut(BuiltNode<'_>),
+) -> Built {
+    if items.len() == 1 {
+        return match items[0] {
+            BuildItem::Leaf(key, value) => Built::Node(Node::Leaf {
+                path: (depth..64).map(|i| nibble(&key, i)).collect(),
+                value: value.to_vec(),
+            }),
+            BuildItem::Subtree(p, hash) if p.len() <= depth => Built::Ref(ChildRef::Hash(hash)),
+            BuildItem::Subtree(p, hash) => {
+                Built::Node(Node::Extension { path: p[depth..].to_vec(), child: ChildRef::Hash(hash) })
+            }
+        };
+    }
+    let first = &items[0];
+    let last = &items[items.len() - 1];
+    let mut cp = depth;
+    while cp < 64 && first.nibble(cp) < 16 && first.nibble(cp) == last.nibble(cp) {
+        cp += 1;
+    }
+    if cp > depth {
+        let ext: Vec<u8> = (depth..cp).map(|i| first.nibble(i)).collect();
+        let base = path.len();
+        path.extend_from_slice(&ext);
+        let branch = item_branch(items, offset, cp, path, sink);
+        let child = emit(branch, items.len(), offset, path, sink);
+        path.truncate(base);
+        return Built::Node(Node::Extension { path: ext, child });
+    }
+    Built::Node(item_branch(items, offset, depth, path, sink))
+}
+
+fn item_branch(
+    items: &[BuildItem<'_>],
+    offset: usize,
+    depth: usize,
+    path: &mut Vec<u8>,
+    sink: &mut dyn FnMut(BuiltNode<'_>),
+) -> Node {
+    let mut children: [Option<ChildRef>; 16] = Default::default();
+    let mut start = 0;
+    while start < items.len() {
+        // a malformed group (a subtree ending here beside others) maps to nibble 0..15 anyway;
+        // the caller's validation makes it unreachable
+        let nib = items[start].nibble(depth) & 0x0f;
+        let mut end = start + 1;
+        while end < items.len() && items[end].nibble(depth) & 0x0f == nib {
+            end += 1;
+        }
+        path.push(nib);
+        let child = match item_node(&items[start..end], offset + start, depth + 1, path, sink) {
+            Built::Ref(r) => r,
+            Built::Node(n) => emit(n, end - start, offset + start, path, sink),
+        };
+        children[nib as usize] = Some(child);
+        path.pop();
+        start = end;
+    }
+    Node::Branch { children: Box::new(children), value: None }
+}

@@ -44,11 +44,37 @@ impl NodeDb for MemNodes {
     }
 }
 
+/// Bytes before a node's RLP in the arena: its hash, then its length (u32, little-endian).
+const RECORD_HEADER: usize = 36;
+/// Size of the first arena chunk; chunks double up to [`MAX_CHUNK`].
+const FIRST_CHUNK: usize = 64 << 10;
+/// Largest regular arena chunk (a larger node gets a chunk of its own).
+const MAX_CHUNK: usize = 4 << 20;
+
 /// An in-memory content-addressed node map.
-#[derive(Debug, Default, Clone)]
+///
+/// Nodes live in an append-only arena of large chunks (`hash ‖ len ‖ rlp` records, no
+/// allocation per node, nodes written together stay together); a table of
+/// `(first 8 bytes of the hash, arena location)` finds them. Only lookups: nothing iterates the
+/// table, so its order cannot affect behaviour.
+#[derive(Default, Clone)]
 pub struct MemNodes {
-    nodes: HashKeyed<Box<[u8]>>,
+    index: hashbrown::HashTable<(u64, u64)>,
+    chunks: Vec<Vec<u8>>,
     bytes: usize,
+}
+
+impl std::fmt::Debug for MemNodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemNodes").field("nodes", &self.len()).field("bytes", &self.bytes).finish()
+    }
+}
+
+/// The table hash of a node hash: keccak outputs are uniform, so 8 of their bytes suffice.
+fn prefix(hash: &B256) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&hash[..8]);
+    u64::from_le_bytes(b)
 }
 
 impl MemNodes {
@@ -59,27 +85,63 @@ impl MemNodes {
         hash
     }
 
+    /// The record at arena location `loc`: (hash, rlp).
+    fn record(&self, loc: u64) -> (&[u8], &[u8]) {
+        let chunk = &self.chunks[(loc >> 32) as usize];
+        let at = (loc & 0xffff_ffff) as usize;
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&chunk[at + 32..at + RECORD_HEADER]);
+        let len = u32::from_le_bytes(len) as usize;
+        (&chunk[at..at + 32], &chunk[at + RECORD_HEADER..at + RECORD_HEADER + len])
+    }
+
+    /// The arena location of a node.
+    fn find(&self, hash: &B256) -> Option<u64> {
+        let p = prefix(hash);
+        self.index.find(p, |&(q, loc)| q == p && self.record(loc).0 == hash.as_slice()).map(|&(_, loc)| loc)
+    }
+
+    /// Appends a record to the arena, returning its location.
+    fn append(&mut self, hash: &B256, rlp: &[u8]) -> u64 {
+        let need = RECORD_HEADER + rlp.len();
+        let fits = self.chunks.last().is_some_and(|c| c.capacity() - c.len() >= need);
+        if !fits {
+            let next = self.chunks.last().map_or(FIRST_CHUNK, |c| (c.capacity() * 2).min(MAX_CHUNK));
+            self.chunks.push(Vec::with_capacity(next.max(need)));
+        }
+        let index = self.chunks.len() - 1;
+        let chunk = &mut self.chunks[index];
+        let at = chunk.len();
+        chunk.extend_from_slice(hash.as_slice());
+        // a trie node is far below 4 GiB; the length saturates rather than wraps if not
+        chunk.extend_from_slice(&u32::try_from(rlp.len()).unwrap_or(u32::MAX).to_le_bytes());
+        chunk.extend_from_slice(rlp);
+        ((index as u64) << 32) | at as u64
+    }
+
     /// Stores a node whose hash the caller computed.
     pub fn insert_hashed(&mut self, hash: B256, rlp: &[u8]) {
-        self.nodes.entry(hash).or_insert_with(|| {
-            self.bytes += rlp.len();
-            rlp.into()
-        });
+        if self.find(&hash).is_some() {
+            return;
+        }
+        let loc = self.append(&hash, rlp);
+        self.bytes += rlp.len();
+        self.index.insert_unique(prefix(&hash), (prefix(&hash), loc), |&(q, _)| q);
     }
 
     /// Whether the node is held.
     pub fn contains(&self, hash: &B256) -> bool {
-        self.nodes.contains_key(hash)
+        self.find(hash).is_some()
     }
 
     /// Number of nodes held.
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.index.len()
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.index.is_empty()
     }
 
     /// Total RLP bytes held.
@@ -90,6 +152,6 @@ impl MemNodes {
 
 impl NodeSource for MemNodes {
     fn node(&self, hash: &B256) -> Option<&[u8]> {
-        self.nodes.get(hash).map(|b| &b[..])
+        self.find(hash).map(|loc| self.record(loc).1)
     }
 }

@@ -6,8 +6,9 @@ pub mod nibbles;
 pub mod node;
 pub mod range;
 pub mod root;
+pub mod stitch;
 pub mod update;
 pub mod walk;
 
 pub use db::{MemNodes, NodeSource};
-pub use range::{prove_range, verify_range, RangeProofError};
+pub use range::{prove_range, verify_range, verify_range_nodes, RangeProofError};

@@ -2,18 +2,17 @@
 //! edge proofs, the client side checks that a run of leaves is exactly the trie's content
 //! between `first_key` and the last key, and learns whether more lies to the right.
 //!
-//! Verification rebuilds the root with alloy-trie's `HashBuilder`: the subtrees left of the
+//! Verification rebuilds the root with [`build_items`]: the subtrees left of the
 //! left edge and right of the right edge come from the proof (as opaque hashes, or as leaves
 //! for nodes embedded in their parents), the leaves in between from the reply. Any gap,
 //! extra key or altered value changes the root.
 
 use crate::primitives::{keccak256, B256};
+use crate::trie::build::{build_items, BuildItem, BuiltNode};
 use crate::trie::db::{HashKeyed, NodeSource};
-use crate::trie::nibbles::{max_key_with_prefix, min_key_with_prefix, nibble, pack};
+use crate::trie::nibbles::{nibble, pack};
 use crate::trie::node::{ChildRef, Node, NodeError};
-use crate::trie::root::root_from_sorted;
 use crate::trie::walk::{prove, WalkError};
-use alloy_trie::{HashBuilder, Nibbles};
 
 /// Why a range proof was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,6 +90,21 @@ pub fn verify_range<V: AsRef<[u8]>, P: AsRef<[u8]>>(
     values: &[V],
     proof: &[P],
 ) -> Result<bool, RangeProofError> {
+    verify_range_nodes(root, first_key, keys, values, proof, &mut |_| {})
+}
+
+/// [`verify_range`], reporting to `sink` the trie nodes it rebuilt whose whole subtree is made
+/// of the given leaves (`BuiltNode::leaves` indexes `keys`), in post-order (children first).
+/// When the proof checks out, these are exactly the real trie's nodes, so a caller can store
+/// them without hashing them again; on an error, it must discard what it was given.
+pub fn verify_range_nodes<V: AsRef<[u8]>, P: AsRef<[u8]>>(
+    root: B256,
+    first_key: &B256,
+    keys: &[B256],
+    values: &[V],
+    proof: &[P],
+    sink: &mut dyn FnMut(BuiltNode<'_>),
+) -> Result<bool, RangeProofError> {
     if keys.len() != values.len() {
         return Err(RangeProofError::LengthMismatch { keys: keys.len(), values: values.len() });
     }
@@ -103,7 +117,9 @@ pub fn verify_range<V: AsRef<[u8]>, P: AsRef<[u8]>>(
         return Err(RangeProofError::EmptyValue(i));
     }
     if proof.is_empty() {
-        let computed = root_from_sorted(keys.iter().zip(values).map(|(k, v)| (*k, v.as_ref())));
+        let leaves: Vec<BuildItem<'_>> =
+            keys.iter().zip(values).map(|(k, v)| BuildItem::Leaf(*k, v.as_ref())).collect();
+        let computed = build_items(&leaves, sink).ok_or(RangeProofError::OutsideTrie)?;
         return check_root(root, computed).map(|_| false);
     }
     let map = ProofMap(proof.iter().map(|p| (keccak256(p.as_ref()), p.as_ref())).collect());
@@ -116,36 +132,24 @@ pub fn verify_range<V: AsRef<[u8]>, P: AsRef<[u8]>>(
     let left = edge(&map, root, first_key, Side::Left)?;
     let right = edge(&map, root, last_key, Side::Right)?;
     let has_more = !right.is_empty();
-    let mut hb = HashBuilder::default();
-    let leaves = keys.iter().zip(values).map(|(k, v)| Item::Leaf(*k, v.as_ref().to_vec()));
-    let items: Vec<Item> = left.into_iter().chain(leaves).chain(right).collect();
+    let mut items: Vec<BuildItem<'_>> = Vec::with_capacity(left.len() + keys.len() + right.len());
+    for item in &left {
+        items.push(as_build(item)?);
+    }
+    items.extend(keys.iter().zip(values).map(|(k, v)| BuildItem::Leaf(*k, v.as_ref())));
+    for item in &right {
+        items.push(as_build(item)?);
+    }
     // The builder needs disjoint, increasing key spans; a key that falls under a subtree the
     // proof vouches for (e.g. beside an extension's path) cannot be in the trie.
-    for w in items.windows(2) {
-        if span(&w[0]).1 >= span(&w[1]).0 {
-            return Err(RangeProofError::OutsideTrie);
+    let (first, end) = (left.len(), left.len() + keys.len());
+    let computed = build_items(&items, &mut |n| {
+        if n.leaves.start >= first && n.leaves.end <= end {
+            sink(BuiltNode { leaves: n.leaves.start - first..n.leaves.end - first, ..n });
         }
-    }
-    for item in items {
-        match item {
-            Item::Subtree(path, hash) => {
-                if path.is_empty() {
-                    return Err(RangeProofError::OutsideTrie);
-                }
-                hb.add_branch(Nibbles::from_nibbles(&path), hash, false);
-            }
-            Item::Leaf(key, value) => hb.add_leaf(Nibbles::unpack(key), &value),
-        }
-    }
-    check_root(root, hb.root()).map(|_| has_more)
-}
-
-/// The key span (first, last) an item covers.
-fn span(item: &Item) -> (B256, B256) {
-    match item {
-        Item::Leaf(k, _) => (*k, *k),
-        Item::Subtree(path, _) => (min_key_with_prefix(path), max_key_with_prefix(path)),
-    }
+    })
+    .ok_or(RangeProofError::OutsideTrie)?;
+    check_root(root, computed).map(|_| has_more)
 }
 
 fn check_root(expected: B256, computed: B256) -> Result<(), RangeProofError> {
@@ -357,4 +361,13 @@ pub fn prove_range<S: NodeSource + ?Sized>(
         }
     }
     Ok(nodes)
+}
+
+/// A proof item as builder input; the root itself is never an opaque subtree.
+fn as_build(item: &Item) -> Result<BuildItem<'_>, RangeProofError> {
+    Ok(match item {
+        Item::Subtree(path, _) if path.is_empty() => return Err(RangeProofError::OutsideTrie),
+        Item::Subtree(path, hash) => BuildItem::Subtree(path, *hash),
+        Item::Leaf(key, value) => BuildItem::Leaf(*key, value),
+    })
 }

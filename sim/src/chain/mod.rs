@@ -76,7 +76,9 @@ pub struct Chain {
     /// Blocks replaced by reorgs.
     orphans: Vec<Block>,
     by_hash: HashKeyed<Loc>,
-    initial: State,
+    /// The genesis flat state once it differs from `live`; `None` while no block has been
+    /// committed (then `live` is the genesis state: one copy instead of two).
+    initial: Option<State>,
     live: State,
     accounts: KeySet,
     contracts: KeySet,
@@ -137,8 +139,8 @@ impl Chain {
             undo: Vec::new(),
             orphans: Vec::new(),
             by_hash,
-            live: initial.clone(),
-            initial,
+            live: initial,
+            initial: None,
             accounts,
             contracts,
             stats: ChangeStats::default(),
@@ -179,6 +181,9 @@ impl Chain {
 
     /// Applies drafted changes: live state, undo record, tries, header, block.
     fn commit(&mut self, drafts: BTreeMap<B256, Pending>) -> &Block {
+        if self.initial.is_none() {
+            self.initial = Some(self.live.clone());
+        }
         let head_root = *self.roots.last().expect("genesis root");
         let mut undo = Undo::default();
         let mut changes = Vec::with_capacity(drafts.len());
@@ -409,16 +414,22 @@ impl Chain {
     /// Moves the genesis flat state out (for the oracle at the end of a run, to avoid a copy);
     /// afterwards `initial_state()` is empty.
     pub fn take_initial_state(&mut self) -> State {
-        std::mem::take(&mut self.initial)
+        match self.initial.take() {
+            Some(s) => s,
+            None => std::mem::take(&mut self.live),
+        }
     }
 
-    /// Drops the live flat state and sampling indexes (the chain can no longer grow).
+    /// Drops the live flat state (the chain can no longer grow), unless no block was ever
+    /// committed: then it is the genesis state, which [`Chain::take_initial_state`] moves out.
     pub fn retire(&mut self) {
-        self.live = State::default();
+        if self.initial.is_some() {
+            self.live = State::default();
+        }
     }
 
     pub fn initial_state(&self) -> &State {
-        &self.initial
+        self.initial.as_ref().unwrap_or(&self.live)
     }
 
     /// The flat state at the head.
