@@ -383,6 +383,12 @@ impl Syncer {
                 if let Some(p) = self.peers.get_mut(&r.peer) {
                     p.finished(r.kind);
                     p.timed_out(now);
+                    if !p.link.known() {
+                        // never answered: for all we know it does not; rank it behind every peer
+                        // not yet tried (a reply clears this)
+                        let age = now.saturating_sub(r.sent_at) as f64;
+                        p.link.floor_ms = p.link.floor_ms.max(4.0 * age);
+                    }
                 }
                 self.penalised.insert(r.peer);
                 self.revert(r.work);
@@ -951,6 +957,13 @@ impl Syncer {
             .map(|(id, p)| (*id, p.score()))
             .collect();
         order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        // Peers that never answered and timed out twice in a row sit out while a peer that
+        // answers is usable (their benches expiring would otherwise hand them work, to lose it
+        // for a whole timeout, at every round); they are asked again when no such peer is left.
+        let unproven = |p: &PeerState| p.ok == 0 && p.timeouts_in_row >= 2;
+        if order.iter().any(|(id, _)| self.peers.get(id).is_some_and(|p| p.ok > 0)) {
+            order.retain(|(id, _)| self.peers.get(id).is_some_and(|p| !unproven(p)));
+        }
         // Healing is pipelined whatever the sizing policy: a heal walks the trie level by level,
         // and with one request in flight per peer every lost message would stall the whole walk
         // for a timeout - on a churning chain with few peers the heal then never catches up with
