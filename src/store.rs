@@ -61,6 +61,12 @@ pub trait SyncStore: NodeSource {
     fn commit(&mut self, batch: WriteBatch);
     /// Writes one trie node at once (content-addressed, so harmless if nothing refers to it).
     fn put_node(&mut self, hash: B256, rlp: &[u8]);
+    /// A hint that `node(hash)` follows soon (a walk queues it): start fetching where it is
+    /// indexed. No effect on results; the default does nothing.
+    fn prefetch_node(&self, _hash: &B256) {}
+    /// A hint that `node(hash)` follows next: start fetching the node itself (best after
+    /// [`SyncStore::prefetch_node`]). No effect on results; the default does nothing.
+    fn prefetch_node_data(&self, _hash: &B256) {}
 }
 
 /// A [`SyncStore`] seen as a writable trie node store.
@@ -151,5 +157,11 @@ impl SyncStore for MemStore {
     }
     fn put_node(&mut self, hash: B256, rlp: &[u8]) {
         self.nodes.insert_hashed(hash, rlp);
+    }
+    fn prefetch_node(&self, hash: &B256) {
+        self.nodes.prefetch(hash);
+    }
+    fn prefetch_node_data(&self, hash: &B256) {
+        self.nodes.prefetch_record(hash);
     }
 }

@@ -678,6 +678,8 @@ impl Syncer {
                 outcome.push((acct, true, None));
             }
         }
+        batch.slots.reserve(r.slots.iter().map(Vec::len).sum());
+        batch.nodes.reserve(built_nodes.iter().map(|(_, n)| n.len()).sum());
         for (i, set) in r.slots.iter().enumerate() {
             let acct = accounts[i].0;
             for s in set {
@@ -815,12 +817,19 @@ impl Syncer {
         }
         if self.dirty {
             self.dirty = false;
-            self.generate(store);
+            self.build_finished(store, false);
         }
     }
 
-    /// Builds and stores trie nodes over finished storage tries and account chunks.
+    /// Builds and stores trie nodes over finished storage tries and account chunks, and
+    /// persists the progress.
     pub fn generate(&mut self, store: &mut dyn SyncStore) {
+        self.build_finished(store, true);
+    }
+
+    /// [`Syncer::generate`]; the progress is written when it changed here or when `persist`
+    /// (callers that have just committed it pass false and save a copy per reply).
+    fn build_finished(&mut self, store: &mut dyn SyncStore, persist: bool) {
         let mut batch = WriteBatch::default();
         let done: Vec<B256> =
             self.progress.storage.iter().filter(|(_, t)| t.complete).map(|(a, _)| *a).collect();
@@ -835,7 +844,8 @@ impl Syncer {
                 self.progress.tasks[t.chunk].pending.remove(&(*acct, Need::Storage));
             }
         }
-        if !done.is_empty() {
+        let mut changed = !done.is_empty();
+        if changed {
             // storage nodes must be visible before account chunks check for them
             store.commit(std::mem::take(&mut batch));
         }
@@ -847,9 +857,14 @@ impl Syncer {
             let ranges = self.ranges.accounts.remove(&i).unwrap_or_default();
             generate_chunk(store, t, ranges, &mut batch);
             self.progress.tasks[i].generated = true;
+            changed = true;
         }
-        batch.progress = Some(self.progress.to_bytes());
-        store.commit(batch);
+        if persist || changed {
+            batch.progress = Some(self.progress.to_bytes());
+        }
+        if !batch.is_empty() {
+            store.commit(batch);
+        }
     }
 
     fn send(&mut self, now: u64, peer: PeerId, kind: Kind, bytes: u64, work: Work, msg: Message) -> Action {
@@ -1604,6 +1619,7 @@ impl Syncer {
                 Err(e) => return Verdict::Fault(format!("storage proof: {e}")),
             }
         };
+        batch.slots.reserve(set.len());
         for s in &set {
             batch.slots.push((account, s.hash, s.data.to_vec()));
         }
