@@ -7,6 +7,64 @@ use crate::primitives::{keccak256, Bytes, B256};
 use crate::trie::db::{HashKeyed, MemNodes, NodeSource};
 use std::collections::BTreeMap;
 
+/// Longest slot value kept inline: the RLP of a 256-bit integer (a prefix byte and 32 bytes).
+const INLINE_SLOT: usize = 33;
+
+/// A storage slot's leaf value (the RLP of a non-zero integer), held inline when it is at most
+/// 33 bytes long, as every value of a well-formed storage trie is: no allocation per slot. A
+/// longer value (never produced by honest state, but verified data is stored as it is) goes to
+/// the heap.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SlotValue {
+    /// Up to 33 bytes: the length, then the bytes (zero-padded).
+    Inline(u8, [u8; INLINE_SLOT]),
+    /// Anything longer.
+    Heap(Box<[u8]>),
+}
+
+impl SlotValue {
+    /// The value's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            SlotValue::Inline(len, bytes) => &bytes[..usize::from(*len)],
+            SlotValue::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl From<&[u8]> for SlotValue {
+    fn from(v: &[u8]) -> Self {
+        if v.len() <= INLINE_SLOT {
+            let mut bytes = [0u8; INLINE_SLOT];
+            bytes[..v.len()].copy_from_slice(v);
+            // fits: v.len() <= 33
+            SlotValue::Inline(v.len() as u8, bytes)
+        } else {
+            SlotValue::Heap(v.into())
+        }
+    }
+}
+
+impl AsRef<[u8]> for SlotValue {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::ops::Deref for SlotValue {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::fmt::Debug for SlotValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "0x")?;
+        self.as_slice().iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
 /// A set of writes applied atomically by [`SyncStore::commit`].
 #[derive(Debug, Default)]
 pub struct WriteBatch {
@@ -17,7 +75,7 @@ pub struct WriteBatch {
     /// Flat accounts.
     pub accounts: Vec<(B256, Account)>,
     /// Flat storage slots (account, slot, leaf value).
-    pub slots: Vec<(B256, B256, Vec<u8>)>,
+    pub slots: Vec<(B256, B256, SlotValue)>,
     /// Downloader progress to persist with these writes.
     pub progress: Option<Vec<u8>>,
     /// Other named records (pipeline progress) to persist with these writes.
@@ -52,7 +110,7 @@ pub trait SyncStore: NodeSource {
     /// Flat accounts with `from <= key <= to`, in key order.
     fn accounts_in(&self, from: &B256, to: &B256) -> Vec<(B256, Account)>;
     /// Flat storage of one account, in slot order.
-    fn slots_of(&self, account: &B256) -> Vec<(B256, Vec<u8>)>;
+    fn slots_of(&self, account: &B256) -> Vec<(B256, SlotValue)>;
     /// The last committed downloader progress.
     fn progress(&self) -> Option<&[u8]>;
     /// A named record written with [`WriteBatch::meta`].
@@ -90,7 +148,7 @@ pub struct MemStore {
     nodes: MemNodes,
     codes: HashKeyed<Bytes>,
     accounts: BTreeMap<B256, Account>,
-    slots: BTreeMap<(B256, B256), Vec<u8>>,
+    slots: BTreeMap<(B256, B256), SlotValue>,
     progress: Option<Vec<u8>>,
     meta: BTreeMap<String, Vec<u8>>,
     commits: u64,
@@ -126,7 +184,7 @@ impl SyncStore for MemStore {
         }
         self.accounts.range(*from..=*to).map(|(k, a)| (*k, *a)).collect()
     }
-    fn slots_of(&self, account: &B256) -> Vec<(B256, Vec<u8>)> {
+    fn slots_of(&self, account: &B256) -> Vec<(B256, SlotValue)> {
         self.slots
             .range((*account, B256::ZERO)..=(*account, B256::repeat_byte(0xff)))
             .map(|((_, s), v)| (*s, v.clone()))

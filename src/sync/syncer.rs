@@ -8,7 +8,7 @@ use crate::codec::{
     StorageRanges, TrieNodes,
 };
 use crate::primitives::{keccak256, Bytes, B256, EMPTY_CODE, EMPTY_ROOT};
-use crate::store::{SyncStore, WriteBatch};
+use crate::store::{SlotValue, SyncStore, WriteBatch};
 use crate::sync::config::{caps, PlantedBug, SizingPolicy, SyncConfig};
 use crate::sync::heal::{match_nodes, HealItem, Healer};
 use crate::sync::peers::{prior, Kind, PeerId, PeerState, Plan};
@@ -683,7 +683,7 @@ impl Syncer {
         for (i, set) in r.slots.iter().enumerate() {
             let acct = accounts[i].0;
             for s in set {
-                batch.slots.push((acct, s.hash, s.data.to_vec()));
+                batch.slots.push((acct, s.hash, SlotValue::from(&s.data[..])));
             }
         }
         for (acct, nodes) in built_nodes {
@@ -1621,7 +1621,7 @@ impl Syncer {
         };
         batch.slots.reserve(set.len());
         for s in &set {
-            batch.slots.push((account, s.hash, s.data.to_vec()));
+            batch.slots.push((account, s.hash, SlotValue::from(&s.data[..])));
         }
         let Some(split) = self.sched.splits.get_mut(&account).filter(|s| s.root == root) else {
             return Verdict::Ok;
