@@ -142,13 +142,44 @@ impl crate::trie::db::NodeDb for StoreNodes<'_> {
     }
 }
 
+/// Merges `run` (ascending, unique slot hashes) into the sorted, unique `slots`; a slot already
+/// held takes the new value. Appending past the last slot (the common case) moves nothing.
+fn merge_slots(slots: &mut Vec<(B256, SlotValue)>, run: Vec<(B256, SlotValue)>) {
+    let Some(first) = run.first().map(|r| r.0) else { return };
+    let at = slots.partition_point(|(s, _)| *s < first);
+    if at == slots.len() {
+        slots.extend(run);
+        return;
+    }
+    let tail = slots.split_off(at);
+    slots.reserve(tail.len() + run.len());
+    let (mut old, mut new) = (tail.into_iter().peekable(), run.into_iter().peekable());
+    loop {
+        let (o, n) = (old.peek().map(|o| o.0), new.peek().map(|n| n.0));
+        let next = match (o, n) {
+            (Some(o), Some(n)) if n < o => new.next(),
+            (Some(o), Some(n)) if n == o => {
+                old.next(); // replaced by the new value
+                new.next()
+            }
+            (Some(_), _) => old.next(),
+            (None, Some(_)) => new.next(),
+            (None, None) => break,
+        };
+        slots.extend(next);
+    }
+}
+
 /// In-memory [`SyncStore`]; the simulator keeps it across a node crash and restart.
 #[derive(Debug, Default, Clone)]
 pub struct MemStore {
     nodes: MemNodes,
     codes: HashKeyed<Bytes>,
     accounts: BTreeMap<B256, Account>,
-    slots: BTreeMap<(B256, B256), SlotValue>,
+    /// Per account, its slots sorted by slot hash, each once: batches mostly append (ranges
+    /// arrive in key order), so a sorted vector beats a map of (account, slot) keys in memory
+    /// (no per-entry key copy or tree nodes) and in time.
+    slots: BTreeMap<B256, Vec<(B256, SlotValue)>>,
     progress: Option<Vec<u8>>,
     meta: BTreeMap<String, Vec<u8>>,
     commits: u64,
@@ -185,10 +216,7 @@ impl SyncStore for MemStore {
         self.accounts.range(*from..=*to).map(|(k, a)| (*k, *a)).collect()
     }
     fn slots_of(&self, account: &B256) -> Vec<(B256, SlotValue)> {
-        self.slots
-            .range((*account, B256::ZERO)..=(*account, B256::repeat_byte(0xff)))
-            .map(|((_, s), v)| (*s, v.clone()))
-            .collect()
+        self.slots.get(account).cloned().unwrap_or_default()
     }
     fn progress(&self) -> Option<&[u8]> {
         self.progress.as_deref()
@@ -201,8 +229,22 @@ impl SyncStore for MemStore {
             self.codes.insert(h, c);
         }
         self.accounts.extend(batch.accounts);
-        for (a, s, v) in batch.slots {
-            self.slots.insert((a, s), v);
+        let mut batch_slots = batch.slots;
+        if !batch_slots.is_sorted_by(|x, y| (x.0, x.1) < (y.0, y.1)) {
+            // one run per account; of a slot written twice the later write wins (the sort is
+            // stable; reversed, dedup keeps the first of equal keys)
+            batch_slots.sort_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)));
+            batch_slots.reverse();
+            batch_slots.dedup_by(|dup, kept| (dup.0, dup.1) == (kept.0, kept.1));
+            batch_slots.reverse();
+        }
+        let mut slots = batch_slots.into_iter().peekable();
+        while let Some((account, slot, value)) = slots.next() {
+            let mut run = vec![(slot, value)];
+            while let Some((_, s, v)) = slots.next_if(|(a, _, _)| *a == account) {
+                run.push((s, v));
+            }
+            merge_slots(self.slots.entry(account).or_default(), run);
         }
         if let Some(p) = batch.progress {
             self.progress = Some(p);
@@ -221,5 +263,55 @@ impl SyncStore for MemStore {
     }
     fn prefetch_node_data(&self, hash: &B256) {
         self.nodes.prefetch_record(hash);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(b: u8) -> SlotValue {
+        SlotValue::from(&[b][..])
+    }
+
+    /// The slot table behaves like a map of (account, slot): appends, merges into the middle,
+    /// overwrites, unsorted batches and repeated writes within one batch (the last wins).
+    #[test]
+    fn slot_table_matches_a_map() {
+        let mut store = MemStore::default();
+        let mut model: BTreeMap<(B256, B256), SlotValue> = BTreeMap::new();
+        let batches: Vec<Vec<(u8, u8, u8)>> = vec![
+            vec![(1, 10, 1), (1, 20, 2), (1, 30, 3), (2, 5, 4)],
+            vec![(1, 40, 5), (1, 50, 6)],
+            vec![(1, 15, 7), (1, 20, 8), (1, 45, 9), (1, 60, 10)],
+            vec![(2, 1, 11), (1, 5, 12), (2, 5, 13), (1, 5, 14), (3, 9, 15)],
+            vec![(1, 25, 16), (1, 10, 17), (1, 70, 18)],
+        ];
+        for batch in batches {
+            let mut b = WriteBatch::default();
+            for (a, s, x) in batch {
+                b.slots.push((B256::repeat_byte(a), B256::repeat_byte(s), v(x)));
+                model.insert((B256::repeat_byte(a), B256::repeat_byte(s)), v(x));
+            }
+            store.commit(b);
+            for a in 1..=3u8 {
+                let want: Vec<(B256, SlotValue)> = model
+                    .iter()
+                    .filter(|((acc, _), _)| *acc == B256::repeat_byte(a))
+                    .map(|((_, s), x)| (*s, x.clone()))
+                    .collect();
+                assert_eq!(store.slots_of(&B256::repeat_byte(a)), want);
+            }
+        }
+    }
+
+    #[test]
+    fn slot_values_inline_or_heap() {
+        for len in [0usize, 1, 32, 33, 34, 100] {
+            let bytes: Vec<u8> = (0..len as u8).collect();
+            let value = SlotValue::from(&bytes[..]);
+            assert_eq!(value.as_slice(), &bytes[..]);
+            assert_eq!(matches!(value, SlotValue::Heap(_)), len > 33);
+        }
     }
 }
