@@ -1601,6 +1601,9 @@ impl Syncer {
         }
         let keys: Vec<B256> = set.iter().map(|s| s.hash).collect();
         let values: Vec<&[u8]> = set.iter().map(|s| &s.data[..]).collect();
+        // the verified chunk's exact subtrees: stored now, and stood in by hash when the
+        // contract's trie is generated, instead of re-hashing its leaves then
+        let mut built = Collected::default();
         let more = if r.proof.is_empty() {
             // no proof: the keys must be the whole trie
             if origin != B256::ZERO {
@@ -1614,7 +1617,7 @@ impl Syncer {
             }
             false
         } else {
-            match verify_range(root, &origin, &keys, &values, &r.proof) {
+            match verify_range_nodes(root, &origin, &keys, &values, &r.proof, &mut |n| built.push(n)) {
                 Ok(more) => more,
                 Err(e) => return Verdict::Fault(format!("storage proof: {e}")),
             }
@@ -1628,6 +1631,13 @@ impl Syncer {
         };
         split.delivered(origin, keys.last().copied(), more);
         let (complete, lowest) = (split.complete(), split.lowest_next());
+        if self.progress.storage.get(&account).is_some_and(|t| t.root == root && !t.complete) {
+            let ranges = self.ranges.storage.entry(account).or_default();
+            if ranges.tag != root {
+                *ranges = RangeNodes::new(root);
+            }
+            ranges.add(built, &keys, keys.len(), &|_| false, &mut batch.nodes);
+        }
         if let Some(t) = self.progress.storage.get_mut(&account).filter(|t| t.root == root) {
             if complete {
                 t.complete = true;
