@@ -142,18 +142,21 @@ impl crate::trie::db::NodeDb for StoreNodes<'_> {
     }
 }
 
-/// Merges `run` (ascending, unique slot hashes) into the sorted, unique `slots`; a slot already
+/// Merges `run` (one account's (account, slot, value) writes, ascending, unique slot hashes)
+/// into the sorted, unique `slots`; a slot already
 /// held takes the new value. Appending past the last slot (the common case) moves nothing.
-fn merge_slots(slots: &mut Vec<(B256, SlotValue)>, run: Vec<(B256, SlotValue)>) {
-    let Some(first) = run.first().map(|r| r.0) else { return };
+fn merge_slots(slots: &mut Vec<(B256, SlotValue)>, run: &[(B256, B256, SlotValue)]) {
+    let Some(first) = run.first().map(|r| r.1) else { return };
     let at = slots.partition_point(|(s, _)| *s < first);
+    let mut new = run.iter().map(|(_, s, v)| (*s, v.clone())).peekable();
     if at == slots.len() {
-        slots.extend(run);
+        slots.reserve(run.len());
+        slots.extend(new);
         return;
     }
     let tail = slots.split_off(at);
     slots.reserve(tail.len() + run.len());
-    let (mut old, mut new) = (tail.into_iter().peekable(), run.into_iter().peekable());
+    let mut old = tail.into_iter().peekable();
     loop {
         let (o, n) = (old.peek().map(|o| o.0), new.peek().map(|n| n.0));
         let next = match (o, n) {
@@ -243,13 +246,8 @@ impl SyncStore for MemStore {
             batch_slots.dedup_by(|dup, kept| (dup.0, dup.1) == (kept.0, kept.1));
             batch_slots.reverse();
         }
-        let mut slots = batch_slots.into_iter().peekable();
-        while let Some((account, slot, value)) = slots.next() {
-            let mut run = vec![(slot, value)];
-            while let Some((_, s, v)) = slots.next_if(|(a, _, _)| *a == account) {
-                run.push((s, v));
-            }
-            merge_slots(self.slots.entry(account).or_default(), run);
+        for run in batch_slots.chunk_by(|x, y| x.0 == y.0) {
+            merge_slots(self.slots.entry(run[0].0).or_default(), run);
         }
         if let Some(p) = batch.progress {
             self.progress = Some(p);

@@ -528,7 +528,7 @@ impl Syncer {
                 Err(e) => return Verdict::Fault(format!("bad account body: {e}")),
             }
         }
-        let mut built = Collected::default();
+        let mut built = Collected::with_capacity(2 * keys.len());
         let has_more =
             match verify_range_nodes(req.root, &origin, &keys, &values, &r.proof, &mut |n| built.push(n)) {
                 Ok(m) => m,
@@ -541,6 +541,7 @@ impl Syncer {
         let mut reached_end = !has_more;
         let mut last_kept = None;
         let mut dirty = Vec::with_capacity(keys.len());
+        batch.accounts.reserve(keys.len());
         for (i, (key, acc)) in keys.iter().zip(&accounts).enumerate() {
             if *key > limit {
                 reached_end = true;
@@ -642,7 +643,7 @@ impl Syncer {
             let last = i + 1 == n;
             let proven = last && !r.proof.is_empty();
             if proven {
-                let mut built = Collected::default();
+                let mut built = Collected::with_capacity(2 * keys.len());
                 match verify_range_nodes(root, &first_origin, &keys, &values, &r.proof, &mut |n| {
                     built.push(n)
                 }) {
@@ -1603,7 +1604,7 @@ impl Syncer {
         let values: Vec<&[u8]> = set.iter().map(|s| &s.data[..]).collect();
         // the verified chunk's exact subtrees: stored now, and stood in by hash when the
         // contract's trie is generated, instead of re-hashing its leaves then
-        let mut built = Collected::default();
+        let mut built = Collected::with_capacity(2 * keys.len());
         let more = if r.proof.is_empty() {
             // no proof: the keys must be the whole trie
             if origin != B256::ZERO {
