@@ -140,7 +140,7 @@ fn decode_hash(
     match len {
         0 if slim => Ok(empty),
         32 => {
-            let bytes = buf.get(..32).ok_or(AccountDecodeError::Rlp("short hash".into()))?;
+            let bytes = buf.get(..32).ok_or_else(|| AccountDecodeError::Rlp("short hash".into()))?;
             let hash = B256::from_slice(bytes);
             *buf = &buf[32..];
             Ok(hash)

@@ -7,6 +7,64 @@ use crate::primitives::{keccak256, Bytes, B256};
 use crate::trie::db::{HashKeyed, MemNodes, NodeSource};
 use std::collections::BTreeMap;
 
+/// Longest slot value kept inline: the RLP of a 256-bit integer (a prefix byte and 32 bytes).
+const INLINE_SLOT: usize = 33;
+
+/// A storage slot's leaf value (the RLP of a non-zero integer), held inline when it is at most
+/// 33 bytes long, as every value of a well-formed storage trie is: no allocation per slot. A
+/// longer value (never produced by honest state, but verified data is stored as it is) goes to
+/// the heap.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SlotValue {
+    /// Up to 33 bytes: the length, then the bytes (zero-padded).
+    Inline(u8, [u8; INLINE_SLOT]),
+    /// Anything longer.
+    Heap(Box<[u8]>),
+}
+
+impl SlotValue {
+    /// The value's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            SlotValue::Inline(len, bytes) => &bytes[..usize::from(*len)],
+            SlotValue::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl From<&[u8]> for SlotValue {
+    fn from(v: &[u8]) -> Self {
+        if v.len() <= INLINE_SLOT {
+            let mut bytes = [0u8; INLINE_SLOT];
+            bytes[..v.len()].copy_from_slice(v);
+            // fits: v.len() <= 33
+            SlotValue::Inline(v.len() as u8, bytes)
+        } else {
+            SlotValue::Heap(v.into())
+        }
+    }
+}
+
+impl AsRef<[u8]> for SlotValue {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::ops::Deref for SlotValue {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::fmt::Debug for SlotValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "0x")?;
+        self.as_slice().iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
 /// A set of writes applied atomically by [`SyncStore::commit`].
 #[derive(Debug, Default)]
 pub struct WriteBatch {
@@ -17,7 +75,7 @@ pub struct WriteBatch {
     /// Flat accounts.
     pub accounts: Vec<(B256, Account)>,
     /// Flat storage slots (account, slot, leaf value).
-    pub slots: Vec<(B256, B256, Vec<u8>)>,
+    pub slots: Vec<(B256, B256, SlotValue)>,
     /// Downloader progress to persist with these writes.
     pub progress: Option<Vec<u8>>,
     /// Other named records (pipeline progress) to persist with these writes.
@@ -52,7 +110,7 @@ pub trait SyncStore: NodeSource {
     /// Flat accounts with `from <= key <= to`, in key order.
     fn accounts_in(&self, from: &B256, to: &B256) -> Vec<(B256, Account)>;
     /// Flat storage of one account, in slot order.
-    fn slots_of(&self, account: &B256) -> Vec<(B256, Vec<u8>)>;
+    fn slots_of(&self, account: &B256) -> Vec<(B256, SlotValue)>;
     /// The last committed downloader progress.
     fn progress(&self) -> Option<&[u8]>;
     /// A named record written with [`WriteBatch::meta`].
@@ -61,6 +119,12 @@ pub trait SyncStore: NodeSource {
     fn commit(&mut self, batch: WriteBatch);
     /// Writes one trie node at once (content-addressed, so harmless if nothing refers to it).
     fn put_node(&mut self, hash: B256, rlp: &[u8]);
+    /// A hint that `node(hash)` follows soon (a walk queues it): start fetching where it is
+    /// indexed. No effect on results; the default does nothing.
+    fn prefetch_node(&self, _hash: &B256) {}
+    /// A hint that `node(hash)` follows next: start fetching the node itself (best after
+    /// [`SyncStore::prefetch_node`]). No effect on results; the default does nothing.
+    fn prefetch_node_data(&self, _hash: &B256) {}
 }
 
 /// A [`SyncStore`] seen as a writable trie node store.
@@ -78,13 +142,47 @@ impl crate::trie::db::NodeDb for StoreNodes<'_> {
     }
 }
 
+/// Merges `run` (one account's (account, slot, value) writes, ascending, unique slot hashes)
+/// into the sorted, unique `slots`; a slot already
+/// held takes the new value. Appending past the last slot (the common case) moves nothing.
+fn merge_slots(slots: &mut Vec<(B256, SlotValue)>, run: &[(B256, B256, SlotValue)]) {
+    let Some(first) = run.first().map(|r| r.1) else { return };
+    let at = slots.partition_point(|(s, _)| *s < first);
+    let mut new = run.iter().map(|(_, s, v)| (*s, v.clone())).peekable();
+    if at == slots.len() {
+        slots.reserve(run.len());
+        slots.extend(new);
+        return;
+    }
+    let tail = slots.split_off(at);
+    slots.reserve(tail.len() + run.len());
+    let mut old = tail.into_iter().peekable();
+    loop {
+        let (o, n) = (old.peek().map(|o| o.0), new.peek().map(|n| n.0));
+        let next = match (o, n) {
+            (Some(o), Some(n)) if n < o => new.next(),
+            (Some(o), Some(n)) if n == o => {
+                old.next(); // replaced by the new value
+                new.next()
+            }
+            (Some(_), _) => old.next(),
+            (None, Some(_)) => new.next(),
+            (None, None) => break,
+        };
+        slots.extend(next);
+    }
+}
+
 /// In-memory [`SyncStore`]; the simulator keeps it across a node crash and restart.
 #[derive(Debug, Default, Clone)]
 pub struct MemStore {
     nodes: MemNodes,
     codes: HashKeyed<Bytes>,
     accounts: BTreeMap<B256, Account>,
-    slots: BTreeMap<(B256, B256), Vec<u8>>,
+    /// Per account, its slots sorted by slot hash, each once: batches mostly append (ranges
+    /// arrive in key order), so a sorted vector beats a map of (account, slot) keys in memory
+    /// (no per-entry key copy or tree nodes) and in time.
+    slots: BTreeMap<B256, Vec<(B256, SlotValue)>>,
     progress: Option<Vec<u8>>,
     meta: BTreeMap<String, Vec<u8>>,
     commits: u64,
@@ -120,25 +218,36 @@ impl SyncStore for MemStore {
         }
         self.accounts.range(*from..=*to).map(|(k, a)| (*k, *a)).collect()
     }
-    fn slots_of(&self, account: &B256) -> Vec<(B256, Vec<u8>)> {
-        self.slots
-            .range((*account, B256::ZERO)..=(*account, B256::repeat_byte(0xff)))
-            .map(|((_, s), v)| (*s, v.clone()))
-            .collect()
+    fn slots_of(&self, account: &B256) -> Vec<(B256, SlotValue)> {
+        self.slots.get(account).cloned().unwrap_or_default()
     }
     fn progress(&self) -> Option<&[u8]> {
         self.progress.as_deref()
     }
     fn commit(&mut self, batch: WriteBatch) {
-        for (h, rlp) in batch.nodes {
-            self.nodes.insert_hashed(h, &rlp);
+        // each insert probes the index at a random slot: fetch a few inserts ahead
+        const AHEAD: usize = 8;
+        for (i, (h, rlp)) in batch.nodes.iter().enumerate() {
+            if let Some((next, _)) = batch.nodes.get(i + AHEAD) {
+                self.nodes.prefetch(next);
+            }
+            self.nodes.insert_hashed(*h, rlp);
         }
         for (h, c) in batch.codes {
             self.codes.insert(h, c);
         }
         self.accounts.extend(batch.accounts);
-        for (a, s, v) in batch.slots {
-            self.slots.insert((a, s), v);
+        let mut batch_slots = batch.slots;
+        if !batch_slots.is_sorted_by(|x, y| (x.0, x.1) < (y.0, y.1)) {
+            // one run per account; of a slot written twice the later write wins (the sort is
+            // stable; reversed, dedup keeps the first of equal keys)
+            batch_slots.sort_by_key(|x| (x.0, x.1));
+            batch_slots.reverse();
+            batch_slots.dedup_by(|dup, kept| (dup.0, dup.1) == (kept.0, kept.1));
+            batch_slots.reverse();
+        }
+        for run in batch_slots.chunk_by(|x, y| x.0 == y.0) {
+            merge_slots(self.slots.entry(run[0].0).or_default(), run);
         }
         if let Some(p) = batch.progress {
             self.progress = Some(p);
@@ -151,5 +260,61 @@ impl SyncStore for MemStore {
     }
     fn put_node(&mut self, hash: B256, rlp: &[u8]) {
         self.nodes.insert_hashed(hash, rlp);
+    }
+    fn prefetch_node(&self, hash: &B256) {
+        self.nodes.prefetch(hash);
+    }
+    fn prefetch_node_data(&self, hash: &B256) {
+        self.nodes.prefetch_record(hash);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(b: u8) -> SlotValue {
+        SlotValue::from(&[b][..])
+    }
+
+    /// The slot table behaves like a map of (account, slot): appends, merges into the middle,
+    /// overwrites, unsorted batches and repeated writes within one batch (the last wins).
+    #[test]
+    fn slot_table_matches_a_map() {
+        let mut store = MemStore::default();
+        let mut model: BTreeMap<(B256, B256), SlotValue> = BTreeMap::new();
+        let batches: Vec<Vec<(u8, u8, u8)>> = vec![
+            vec![(1, 10, 1), (1, 20, 2), (1, 30, 3), (2, 5, 4)],
+            vec![(1, 40, 5), (1, 50, 6)],
+            vec![(1, 15, 7), (1, 20, 8), (1, 45, 9), (1, 60, 10)],
+            vec![(2, 1, 11), (1, 5, 12), (2, 5, 13), (1, 5, 14), (3, 9, 15)],
+            vec![(1, 25, 16), (1, 10, 17), (1, 70, 18)],
+        ];
+        for batch in batches {
+            let mut b = WriteBatch::default();
+            for (a, s, x) in batch {
+                b.slots.push((B256::repeat_byte(a), B256::repeat_byte(s), v(x)));
+                model.insert((B256::repeat_byte(a), B256::repeat_byte(s)), v(x));
+            }
+            store.commit(b);
+            for a in 1..=3u8 {
+                let want: Vec<(B256, SlotValue)> = model
+                    .iter()
+                    .filter(|((acc, _), _)| *acc == B256::repeat_byte(a))
+                    .map(|((_, s), x)| (*s, x.clone()))
+                    .collect();
+                assert_eq!(store.slots_of(&B256::repeat_byte(a)), want);
+            }
+        }
+    }
+
+    #[test]
+    fn slot_values_inline_or_heap() {
+        for len in [0usize, 1, 32, 33, 34, 100] {
+            let bytes: Vec<u8> = (0..len as u8).collect();
+            let value = SlotValue::from(&bytes[..]);
+            assert_eq!(value.as_slice(), &bytes[..]);
+            assert_eq!(matches!(value, SlotValue::Heap(_)), len > 33);
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::account::Account;
 use crate::primitives::{keccak256, B256, EMPTY_CODE, EMPTY_ROOT};
-use crate::store::{SyncStore, WriteBatch};
+use crate::store::{SlotValue, SyncStore, WriteBatch};
 use crate::trie::db::HashKeyed;
 use crate::trie::nibbles::{hex_prefix_encode, pack};
 use crate::trie::node::{ChildRef, Node};
@@ -181,7 +181,7 @@ impl Healer {
                         }
                     }
                 }
-                Some(account) => batch.slots.push((account, key, value)),
+                Some(account) => batch.slots.push((account, key, SlotValue::from(&value[..]))),
             }
         }
         if missing == 0 {

@@ -85,14 +85,134 @@ impl Progress {
         self.tasks.partition_point(|t| t.last < *key).min(self.tasks.len().saturating_sub(1))
     }
 
-    /// Serialised form.
+    /// Serialised form: a compact binary encoding (see [`Progress::from_bytes`]). It is written
+    /// with every reply, so it avoids text: hashes as raw 32 bytes, counts as u32 LE.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let pending: usize = self.tasks.iter().map(|t| t.pending.len()).sum();
+        let waiting: usize = self.codes.values().map(|w| 36 + 32 * w.len()).sum();
+        let mut out = Vec::with_capacity(
+            1 + 32 + 4 + self.tasks.len() * 105 + pending * 33 + 4 + self.storage.len() * 101 + 4 + waiting,
+        );
+        out.push(BINARY_MAGIC);
+        out.extend_from_slice(self.root.as_slice());
+        put_len(&mut out, self.tasks.len());
+        for t in &self.tasks {
+            out.extend_from_slice(t.start.as_slice());
+            out.extend_from_slice(t.last.as_slice());
+            out.extend_from_slice(t.next.as_slice());
+            out.push(u8::from(t.fetched) | (u8::from(t.generated) << 1));
+            put_len(&mut out, t.pending.len());
+            for (a, need) in &t.pending {
+                out.extend_from_slice(a.as_slice());
+                out.push(match need {
+                    Need::Storage => 0,
+                    Need::Code => 1,
+                });
+            }
+        }
+        put_len(&mut out, self.storage.len());
+        for (a, t) in &self.storage {
+            out.extend_from_slice(a.as_slice());
+            out.extend_from_slice(t.root.as_slice());
+            out.extend_from_slice(t.next.as_slice());
+            put_len(&mut out, t.chunk);
+            out.push(u8::from(t.complete) | (u8::from(t.built) << 1));
+        }
+        put_len(&mut out, self.codes.len());
+        for (h, waiting) in &self.codes {
+            out.extend_from_slice(h.as_slice());
+            put_len(&mut out, waiting.len());
+            for a in waiting {
+                out.extend_from_slice(a.as_slice());
+            }
+        }
+        out
     }
 
-    /// Parses a serialised form.
+    /// Parses a serialised form: the binary encoding of [`Progress::to_bytes`], or the JSON one
+    /// earlier versions wrote. `None` for anything malformed.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        serde_json::from_slice(bytes).ok()
+        match bytes.split_first() {
+            Some((&BINARY_MAGIC, rest)) => Self::decode_binary(&mut Reader(rest)),
+            _ => serde_json::from_slice(bytes).ok(),
+        }
+    }
+
+    fn decode_binary(r: &mut Reader<'_>) -> Option<Self> {
+        let root = r.hash()?;
+        let n = r.len()?;
+        let mut tasks = Vec::with_capacity(n.min(256));
+        for _ in 0..n {
+            let (start, last, next) = (r.hash()?, r.hash()?, r.hash()?);
+            let flags = r.byte()?;
+            let mut pending = BTreeSet::new();
+            for _ in 0..r.len()? {
+                let a = r.hash()?;
+                let need = match r.byte()? {
+                    0 => Need::Storage,
+                    1 => Need::Code,
+                    _ => return None,
+                };
+                pending.insert((a, need));
+            }
+            tasks.push(AccountTask {
+                start,
+                last,
+                next,
+                fetched: flags & 1 != 0,
+                pending,
+                generated: flags & 2 != 0,
+            });
+        }
+        let mut storage = BTreeMap::new();
+        for _ in 0..r.len()? {
+            let a = r.hash()?;
+            let (root, next) = (r.hash()?, r.hash()?);
+            let chunk = r.len()?;
+            let flags = r.byte()?;
+            storage.insert(
+                a,
+                StorageTask { root, next, chunk, complete: flags & 1 != 0, built: flags & 2 != 0 },
+            );
+        }
+        let mut codes = BTreeMap::new();
+        for _ in 0..r.len()? {
+            let h = r.hash()?;
+            let mut waiting = BTreeSet::new();
+            for _ in 0..r.len()? {
+                waiting.insert(r.hash()?);
+            }
+            codes.insert(h, waiting);
+        }
+        r.0.is_empty().then_some(Self { root, tasks, storage, codes })
+    }
+}
+
+/// First byte of the binary encoding (JSON starts with `{`).
+const BINARY_MAGIC: u8 = 0x01;
+
+/// Appends a count or index as u32 LE (progress counts are far below 2^32).
+fn put_len(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+}
+
+/// A bounds-checked cursor over the binary encoding.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+    fn byte(&mut self) -> Option<u8> {
+        self.take::<1>().map(|[b]| b)
+    }
+    fn len(&mut self) -> Option<usize> {
+        self.take::<4>().map(|b| u32::from_le_bytes(b) as usize)
+    }
+    fn hash(&mut self) -> Option<B256> {
+        self.take::<32>().map(B256::from)
     }
 }
 
@@ -118,6 +238,53 @@ pub fn inc(h: B256) -> Option<B256> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample() -> Progress {
+        let mut p = Progress::fresh(B256::repeat_byte(7), 4);
+        p.tasks[1].fetched = true;
+        p.tasks[2].generated = true;
+        p.tasks[2].next = B256::repeat_byte(0x9a);
+        p.tasks[0].pending.insert((B256::repeat_byte(1), Need::Storage));
+        p.tasks[0].pending.insert((B256::repeat_byte(2), Need::Code));
+        p.storage.insert(
+            B256::repeat_byte(1),
+            StorageTask {
+                root: B256::repeat_byte(3),
+                next: B256::repeat_byte(4),
+                chunk: 0,
+                complete: false,
+                built: true,
+            },
+        );
+        p.storage.insert(
+            B256::repeat_byte(5),
+            StorageTask {
+                root: B256::repeat_byte(6),
+                next: B256::ZERO,
+                chunk: 3,
+                complete: true,
+                built: false,
+            },
+        );
+        p.codes.entry(B256::repeat_byte(8)).or_default().insert(B256::repeat_byte(2));
+        p.codes.entry(B256::repeat_byte(8)).or_default().insert(B256::repeat_byte(9));
+        p
+    }
+
+    #[test]
+    fn binary_round_trip_and_json_still_read() {
+        let p = sample();
+        let bytes = p.to_bytes();
+        assert_eq!(Progress::from_bytes(&bytes), Some(p.clone()));
+        assert_eq!(Progress::from_bytes(&serde_json::to_vec(&p).unwrap()), Some(p));
+        // every truncation and a trailing byte are rejected, never a panic
+        for cut in 0..bytes.len() {
+            assert_eq!(Progress::from_bytes(&bytes[..cut]), None, "cut at {cut}");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(Progress::from_bytes(&long), None);
+    }
 
     #[test]
     fn chunks_tile_the_space() {

@@ -8,7 +8,7 @@ use crate::codec::{
     StorageRanges, TrieNodes,
 };
 use crate::primitives::{keccak256, Bytes, B256, EMPTY_CODE, EMPTY_ROOT};
-use crate::store::{SyncStore, WriteBatch};
+use crate::store::{SlotValue, SyncStore, WriteBatch};
 use crate::sync::config::{caps, PlantedBug, SizingPolicy, SyncConfig};
 use crate::sync::heal::{match_nodes, HealItem, Healer};
 use crate::sync::peers::{prior, Kind, PeerId, PeerState, Plan};
@@ -534,7 +534,7 @@ impl Syncer {
                 Err(e) => return Verdict::Fault(format!("bad account body: {e}")),
             }
         }
-        let mut built = Collected::default();
+        let mut built = Collected::with_capacity(2 * keys.len());
         let has_more =
             match verify_range_nodes(req.root, &origin, &keys, &values, &r.proof, &mut |n| built.push(n)) {
                 Ok(m) => m,
@@ -547,6 +547,7 @@ impl Syncer {
         let mut reached_end = !has_more;
         let mut last_kept = None;
         let mut dirty = Vec::with_capacity(keys.len());
+        batch.accounts.reserve(keys.len());
         for (i, (key, acc)) in keys.iter().zip(&accounts).enumerate() {
             if *key > limit {
                 reached_end = true;
@@ -648,7 +649,7 @@ impl Syncer {
             let last = i + 1 == n;
             let proven = last && !r.proof.is_empty();
             if proven {
-                let mut built = Collected::default();
+                let mut built = Collected::with_capacity(2 * keys.len());
                 match verify_range_nodes(root, &first_origin, &keys, &values, &r.proof, &mut |n| {
                     built.push(n)
                 }) {
@@ -684,10 +685,12 @@ impl Syncer {
                 outcome.push((acct, true, None));
             }
         }
+        batch.slots.reserve(r.slots.iter().map(Vec::len).sum());
+        batch.nodes.reserve(built_nodes.iter().map(|(_, n)| n.len()).sum());
         for (i, set) in r.slots.iter().enumerate() {
             let acct = accounts[i].0;
             for s in set {
-                batch.slots.push((acct, s.hash, s.data.to_vec()));
+                batch.slots.push((acct, s.hash, SlotValue::from(&s.data[..])));
             }
         }
         for (acct, nodes) in built_nodes {
@@ -821,12 +824,19 @@ impl Syncer {
         }
         if self.dirty {
             self.dirty = false;
-            self.generate(store);
+            self.build_finished(store, false);
         }
     }
 
-    /// Builds and stores trie nodes over finished storage tries and account chunks.
+    /// Builds and stores trie nodes over finished storage tries and account chunks, and
+    /// persists the progress.
     pub fn generate(&mut self, store: &mut dyn SyncStore) {
+        self.build_finished(store, true);
+    }
+
+    /// [`Syncer::generate`]; the progress is written when it changed here or when `persist`
+    /// (callers that have just committed it pass false and save a copy per reply).
+    fn build_finished(&mut self, store: &mut dyn SyncStore, persist: bool) {
         let mut batch = WriteBatch::default();
         let done: Vec<B256> =
             self.progress.storage.iter().filter(|(_, t)| t.complete).map(|(a, _)| *a).collect();
@@ -841,7 +851,8 @@ impl Syncer {
                 self.progress.tasks[t.chunk].pending.remove(&(*acct, Need::Storage));
             }
         }
-        if !done.is_empty() {
+        let mut changed = !done.is_empty();
+        if changed {
             // storage nodes must be visible before account chunks check for them
             store.commit(std::mem::take(&mut batch));
         }
@@ -853,9 +864,14 @@ impl Syncer {
             let ranges = self.ranges.accounts.remove(&i).unwrap_or_default();
             generate_chunk(store, t, ranges, &mut batch);
             self.progress.tasks[i].generated = true;
+            changed = true;
         }
-        batch.progress = Some(self.progress.to_bytes());
-        store.commit(batch);
+        if persist || changed {
+            batch.progress = Some(self.progress.to_bytes());
+        }
+        if !batch.is_empty() {
+            store.commit(batch);
+        }
     }
 
     fn send(&mut self, now: u64, peer: PeerId, kind: Kind, bytes: u64, work: Work, msg: Message) -> Action {
@@ -1599,6 +1615,9 @@ impl Syncer {
         }
         let keys: Vec<B256> = set.iter().map(|s| s.hash).collect();
         let values: Vec<&[u8]> = set.iter().map(|s| &s.data[..]).collect();
+        // the verified chunk's exact subtrees: stored now, and stood in by hash when the
+        // contract's trie is generated, instead of re-hashing its leaves then
+        let mut built = Collected::with_capacity(2 * keys.len());
         let more = if r.proof.is_empty() {
             // no proof: the keys must be the whole trie
             if origin != B256::ZERO {
@@ -1612,19 +1631,27 @@ impl Syncer {
             }
             false
         } else {
-            match verify_range(root, &origin, &keys, &values, &r.proof) {
+            match verify_range_nodes(root, &origin, &keys, &values, &r.proof, &mut |n| built.push(n)) {
                 Ok(more) => more,
                 Err(e) => return Verdict::Fault(format!("storage proof: {e}")),
             }
         };
+        batch.slots.reserve(set.len());
         for s in &set {
-            batch.slots.push((account, s.hash, s.data.to_vec()));
+            batch.slots.push((account, s.hash, SlotValue::from(&s.data[..])));
         }
         let Some(split) = self.sched.splits.get_mut(&account).filter(|s| s.root == root) else {
             return Verdict::Ok;
         };
         split.delivered(origin, keys.last().copied(), more);
         let (complete, lowest) = (split.complete(), split.lowest_next());
+        if self.progress.storage.get(&account).is_some_and(|t| t.root == root && !t.complete) {
+            let ranges = self.ranges.storage.entry(account).or_default();
+            if ranges.tag != root {
+                *ranges = RangeNodes::new(root);
+            }
+            ranges.add(built, &keys, keys.len(), &|_| false, &mut batch.nodes);
+        }
         if let Some(t) = self.progress.storage.get_mut(&account).filter(|t| t.root == root) {
             if complete {
                 t.complete = true;

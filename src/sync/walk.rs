@@ -42,7 +42,23 @@ pub fn verify_complete(store: &dyn SyncStore, root: B256) -> Result<WalkStats, I
     }
     let mut seen_storage: HashKeyed<()> = HashKeyed::default();
     let mut stack: Vec<(RefView<'_>, bool)> = vec![(RefView::Hash(root), true)];
+    // Lookups are cache misses: an index slot is prefetched when its reference is pushed, and
+    // the node itself two visits ahead. Hints only: the visiting order is plain DFS.
+    fn push<'a>(
+        store: &dyn SyncStore,
+        stack: &mut Vec<(RefView<'a>, bool)>,
+        r: RefView<'a>,
+        account_trie: bool,
+    ) {
+        if let RefView::Hash(h) = r {
+            store.prefetch_node(&h);
+        }
+        stack.push((r, account_trie));
+    }
     while let Some((r, account_trie)) = stack.pop() {
+        if let Some((RefView::Hash(h), _)) = stack.len().checked_sub(2).map(|i| stack[i]) {
+            store.prefetch_node_data(&h);
+        }
         let rlp = match r {
             RefView::Hash(h) => {
                 stats.nodes += 1;
@@ -59,16 +75,16 @@ pub fn verify_complete(store: &dyn SyncStore, root: B256) -> Result<WalkStats, I
                         return Err(IncompleteState::MissingCode(acc.code_hash));
                     }
                     if acc.storage_root != EMPTY_ROOT && seen_storage.insert(acc.storage_root, ()).is_none() {
-                        stack.push((RefView::Hash(acc.storage_root), false));
+                        push(store, &mut stack, RefView::Hash(acc.storage_root), false);
                     }
                 } else {
                     stats.slots += 1;
                 }
             }
-            NodeView::Extension(_, child) => stack.push((child, account_trie)),
+            NodeView::Extension(_, child) => push(store, &mut stack, child, account_trie),
             NodeView::Branch(children) => {
                 for c in children.into_iter().flatten() {
-                    stack.push((c, account_trie));
+                    push(store, &mut stack, c, account_trie);
                 }
             }
         }

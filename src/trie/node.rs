@@ -94,7 +94,7 @@ impl From<alloy_rlp::Error> for NodeError {
 fn take_item<'a>(buf: &mut &'a [u8]) -> Result<(bool, &'a [u8], &'a [u8]), NodeError> {
     let start = *buf;
     let header = Header::decode(buf)?;
-    let payload = buf.get(..header.payload_length).ok_or(NodeError::Rlp("short item".into()))?;
+    let payload = buf.get(..header.payload_length).ok_or_else(|| NodeError::Rlp("short item".into()))?;
     *buf = &buf[header.payload_length..];
     let whole = &start[..start.len() - buf.len()];
     Ok((header.list, payload, whole))

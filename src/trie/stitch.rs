@@ -44,6 +44,11 @@ type Reported = (Vec<u8>, Range<usize>, B256, Vec<u8>);
 pub struct Collected(Vec<Reported>);
 
 impl Collected {
+    /// Room for `n` nodes (a range of `k` leaves reports fewer than `2k`).
+    pub fn with_capacity(n: usize) -> Self {
+        Self(Vec::with_capacity(n))
+    }
+
     /// Records one reported node.
     pub fn push(&mut self, n: BuiltNode<'_>) {
         self.0.push((n.path.to_vec(), n.leaves, n.hash, n.rlp.to_vec()));

@@ -83,6 +83,8 @@ pub struct Chain {
     accounts: KeySet,
     contracts: KeySet,
     stats: ChangeStats,
+    /// Set once the flat states are dropped or moved out: no root is served flat any more.
+    flat_retired: bool,
 }
 
 /// The rng of blocks produced after `generation` reorgs: its own ChaCha stream, so the chain
@@ -144,6 +146,7 @@ impl Chain {
             accounts,
             contracts,
             stats: ChangeStats::default(),
+            flat_retired: false,
         }
     }
 
@@ -414,6 +417,7 @@ impl Chain {
     /// Moves the genesis flat state out (for the oracle at the end of a run, to avoid a copy);
     /// afterwards `initial_state()` is empty.
     pub fn take_initial_state(&mut self) -> State {
+        self.flat_retired = true;
         match self.initial.take() {
             Some(s) => s,
             None => std::mem::take(&mut self.live),
@@ -423,6 +427,7 @@ impl Chain {
     /// Drops the live flat state (the chain can no longer grow), unless no block was ever
     /// committed: then it is the genesis state, which [`Chain::take_initial_state`] moves out.
     pub fn retire(&mut self) {
+        self.flat_retired = true;
         if self.initial.is_some() {
             self.live = State::default();
         }
@@ -468,6 +473,22 @@ impl ChainView for Chain {
 
     fn body(&self, hash: &B256) -> Option<&BlockBody> {
         self.block_by_hash(hash).map(|b| &b.body)
+    }
+
+    /// The live flat state when `root` is the head's root, the genesis flat state when it is
+    /// block 0's (while the chain still holds them: not after [`Chain::retire`] or
+    /// [`Chain::take_initial_state`]).
+    fn flat_state(&self, root: &B256) -> Option<&State> {
+        if self.flat_retired {
+            return None;
+        }
+        if self.roots.last() == Some(root) {
+            return Some(&self.live);
+        }
+        match &self.initial {
+            Some(initial) if self.roots.first() == Some(root) => Some(initial),
+            _ => None,
+        }
     }
 }
 

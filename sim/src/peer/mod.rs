@@ -144,7 +144,8 @@ impl PeerServer {
             return empty;
         }
         let db = chain.nodes();
-        let Some(mut served) = serve::account_range(db, req, self.budget(req.response_bytes)) else {
+        let flat = chain.flat_state(&req.root);
+        let Some(mut served) = serve::account_range(db, flat, req, self.budget(req.response_bytes)) else {
             return empty;
         };
         if self.has(Behaviour::GappedRange) {
@@ -177,7 +178,8 @@ impl PeerServer {
             return empty;
         }
         let db = chain.nodes();
-        let Some(mut served) = serve::storage_ranges(db, req, self.budget(req.response_bytes)) else {
+        let flat = chain.flat_state(&req.root);
+        let Some(mut served) = serve::storage_ranges(db, flat, req, self.budget(req.response_bytes)) else {
             return empty;
         };
         if self.has(Behaviour::GappedRange) {

@@ -12,7 +12,9 @@ use syncsim_node::codec::{
     GetBlockHeaders, GetByteCodes, GetStorageRanges, GetTrieNodes, StorageData, StorageRanges, TrieNodes,
 };
 use syncsim_node::primitives::{EMPTY_CODE, EMPTY_ROOT};
+use syncsim_node::state::State;
 use syncsim_node::trie::nibbles::hex_prefix_decode;
+use syncsim_node::trie::root::storage_value_rlp;
 use syncsim_node::trie::walk::{get, iter_from, node_at_path, prove};
 use syncsim_node::trie::{prove_range, MemNodes};
 
@@ -50,28 +52,51 @@ fn edge_proof(db: &MemNodes, root: B256, origin: &B256, last: Option<&B256>) -> 
 }
 
 /// Serves a `GetAccountRange` for a root the peer holds. `None` when the trie cannot be read
-/// (the caller then sends an empty reply).
-pub(super) fn account_range(db: &MemNodes, req: &GetAccountRange, budget: u64) -> Option<AccountServed> {
+/// (the caller then sends an empty reply). With `flat`, the flat state of `req.root`, accounts
+/// are read from it in key order (the trie gives only contracts' storage roots and the edge
+/// proof); the reply is the same.
+pub(super) fn account_range(
+    db: &MemNodes,
+    flat: Option<&State>,
+    req: &GetAccountRange,
+    budget: u64,
+) -> Option<AccountServed> {
     let (root, origin, limit) = (req.root, req.starting_hash, req.limit_hash);
     let mut accounts = Vec::new();
     let mut size = 0u64;
     let (mut stopped, mut more, mut bad) = (false, false, false);
-    iter_from(db, root, &origin, &mut |hash, leaf| {
+    let mut visit = |hash: B256, account: Account| {
         if stopped {
             more = true;
             return false;
         }
-        let Ok(account) = Account::decode_full(leaf) else {
-            bad = true;
-            return false;
-        };
         let body = account.encode_slim();
         size += 32 + body.len() as u64;
         accounts.push(AccountData { hash, body: body.into() });
         stopped = hash >= limit || size > budget;
         true
-    })
-    .ok()?;
+    };
+    match flat {
+        Some(flat) => {
+            for (hash, data) in flat.accounts.range(origin..) {
+                let storage_root =
+                    if data.storage.is_empty() { EMPTY_ROOT } else { storage_root(db, root, hash)? };
+                if !visit(*hash, data.to_account(storage_root)) {
+                    break;
+                }
+            }
+        }
+        None => {
+            iter_from(db, root, &origin, &mut |hash, leaf| match Account::decode_full(leaf) {
+                Ok(account) => visit(hash, account),
+                Err(_) => {
+                    bad = true;
+                    false
+                }
+            })
+            .ok()?;
+        }
+    }
     if bad {
         return None;
     }
@@ -90,8 +115,15 @@ pub(super) fn storage_root(db: &MemNodes, root: B256, account: &B256) -> Option<
 }
 
 /// Serves a `GetStorageRanges` for a root the peer holds. `None` when an account is unknown or
-/// a trie cannot be read (the caller then sends an empty reply).
-pub(super) fn storage_ranges(db: &MemNodes, req: &GetStorageRanges, budget: u64) -> Option<StorageServed> {
+/// a trie cannot be read (the caller then sends an empty reply). With `flat`, the flat state of
+/// `req.root`, slots are read from it in key order (the trie gives the storage roots and the
+/// edge proof); the reply is the same.
+pub(super) fn storage_ranges(
+    db: &MemNodes,
+    flat: Option<&State>,
+    req: &GetStorageRanges,
+    budget: u64,
+) -> Option<StorageServed> {
     let storage_roots: Vec<B256> =
         req.account_hashes.iter().map(|a| storage_root(db, req.root, a)).collect::<Option<_>>()?;
     let hard_limit = budget.saturating_add(budget / 10);
@@ -112,17 +144,34 @@ pub(super) fn storage_ranges(db: &MemNodes, req: &GetStorageRanges, budget: u64)
         };
         let mut set = Vec::new();
         let (mut stopped, mut more) = (false, false);
-        iter_from(db, sroot, &origin, &mut |hash, value| {
+        let mut visit = |hash: B256, data: Bytes| {
             if stopped || size >= hard_limit {
                 more = true;
                 return false;
             }
-            size += 32 + value.len() as u64;
-            set.push(StorageData { hash, data: Bytes::copy_from_slice(value) });
+            size += 32 + data.len() as u64;
+            set.push(StorageData { hash, data });
             stopped = hash >= limit;
             true
-        })
-        .ok()?;
+        };
+        // the flat slots, if held and consistent with the trie (else the trie is walked)
+        let flat_slots = flat
+            .and_then(|f| f.accounts.get(&req.account_hashes[i]))
+            .map(|a| &a.storage)
+            .filter(|slots| slots.is_empty() == (sroot == EMPTY_ROOT));
+        match flat_slots {
+            Some(slots) => {
+                for (hash, value) in slots.range(origin..) {
+                    if !visit(*hash, storage_value_rlp(*value).into()) {
+                        break;
+                    }
+                }
+            }
+            None => {
+                iter_from(db, sroot, &origin, &mut |hash, value| visit(hash, Bytes::copy_from_slice(value)))
+                    .ok()?;
+            }
+        }
         // Partial: cut by the limit or the hard cap, or started past zero in a non-empty trie.
         let partial = more || (!origin.is_zero() && sroot != EMPTY_ROOT);
         if partial {
