@@ -160,7 +160,8 @@ pub struct Node<'a, N: Network> {
     syncer: Option<Syncer>,
     walk: Option<WalkStats>,
     exec: Option<ExecProgress>,
-    bodies: BTreeMap<u64, BlockBody>,
+    /// Bodies received, by block number, with their hash (computed once, on receipt).
+    bodies: BTreeMap<u64, (B256, BlockBody)>,
     header_req: Option<Pending>,
     body_req: Option<Pending>,
     rr: u64,
@@ -409,8 +410,10 @@ impl<'a, N: Network> Node<'a, N> {
             let Some(exec) = &mut self.exec else { return Ok(()) };
             let Some((head, _, _)) = exec.head() else { return Ok(()) };
             let n = head + 1;
-            let (Some(header), Some(body)) = (self.chain.get(n), self.bodies.get(&n)) else { return Ok(()) };
-            if body.hash() != header.body_hash {
+            let (Some(header), Some((body_hash, body))) = (self.chain.get(n), self.bodies.get(&n)) else {
+                return Ok(());
+            };
+            if *body_hash != header.body_hash {
                 self.bodies.remove(&n);
                 continue;
             }
@@ -533,11 +536,12 @@ impl<'a, N: Network> Node<'a, N> {
     /// known, ignored: inserting a known block is a no-op, never an error).
     fn on_new_block(&mut self, header: Header, body: BlockBody) -> Result<(), String> {
         let hash = header.hash();
-        if self.chain.get(header.number).map(|h| h.hash()) != Some(hash) || body.hash() != header.body_hash {
-            return Ok(()); // not (yet) on our trusted chain, or a mismatched body: ignore
+        if self.chain.get(header.number).map(|h| h.hash()) != Some(hash) {
+            return Ok(()); // not (yet) on our trusted chain: ignore
         }
         let Some(exec) = &mut self.exec else { return Ok(()) };
         if exec.knows(&hash) {
+            // a known block: inserting it is a no-op (the body is not even looked at)
             let known_fatal = self.cfg.sync.planted == Some(PlantedBug::KnownBlockFatal);
             return match insert_block(&mut *self.store, exec, &header, &body, known_fatal) {
                 Ok(_) => {
@@ -548,7 +552,11 @@ impl<'a, N: Network> Node<'a, N> {
             };
         }
         if exec.head().is_some_and(|(n, _, _)| header.number > n) {
-            self.bodies.insert(header.number, body);
+            let body_hash = body.hash();
+            if body_hash != header.body_hash {
+                return Ok(()); // a mismatched body: ignore
+            }
+            self.bodies.insert(header.number, (body_hash, body));
         }
         Ok(())
     }
@@ -684,7 +692,8 @@ impl<'a, N: Network> Node<'a, N> {
             return;
         }
         let Some(Pending { what: PendingWhat::Bodies(asked), .. }) = self.body_req.take() else { return };
-        self.stats.bodies.bytes_in += b.bodies.iter().map(|x| alloy_rlp::encode(x).len() as u64).sum::<u64>();
+        self.stats.bodies.bytes_in +=
+            b.bodies.iter().map(|x| alloy_rlp::Encodable::length(x) as u64).sum::<u64>();
         if b.bodies.is_empty() {
             self.stats.bodies.failed += 1;
             self.bench_peer(peer);
@@ -702,7 +711,7 @@ impl<'a, N: Network> Node<'a, N> {
                 ok = false;
                 break;
             }
-            self.bodies.insert(asked[j].0, body);
+            self.bodies.insert(asked[j].0, (h, body));
             j += 1;
         }
         if ok {
@@ -740,7 +749,7 @@ impl<'a, N: Network> Node<'a, N> {
             return;
         };
         self.stats.headers.bytes_in +=
-            h.headers.iter().map(|x| alloy_rlp::encode(x).len() as u64).sum::<u64>();
+            h.headers.iter().map(|x| alloy_rlp::Encodable::length(x) as u64).sum::<u64>();
         match self.chain.on_reply(h.headers, start, last) {
             HeaderOutcome::Fault(reason) => {
                 self.stats.headers.failed += 1;
