@@ -109,10 +109,17 @@ pub trait SyncStore: NodeSource {
     fn code(&self, hash: &B256) -> Option<&[u8]>;
     /// Flat accounts with `from <= key <= to`, in key order.
     fn accounts_in(&self, from: &B256, to: &B256) -> Vec<(B256, Account)>;
-    /// Flat storage of one account, in slot order.
-    fn slots_of(&self, account: &B256) -> Vec<(B256, SlotValue)>;
+    /// Flat storage of one account, in slot order (borrowed: no copy of a large contract's
+    /// slots).
+    fn slots_of(&self, account: &B256) -> &[(B256, SlotValue)];
     /// The last committed downloader progress.
     fn progress(&self) -> Option<&[u8]>;
+    /// A buffer of a progress record that a commit replaced, if the store kept one: the
+    /// downloader writes the next record into it (cleared) instead of a fresh allocation. The
+    /// default keeps none.
+    fn spare_progress(&mut self) -> Option<Vec<u8>> {
+        None
+    }
     /// A named record written with [`WriteBatch::meta`].
     fn meta(&self, key: &str) -> Option<&[u8]>;
     /// Applies a batch atomically.
@@ -184,6 +191,8 @@ pub struct MemStore {
     /// (no per-entry key copy or tree nodes) and in time.
     slots: BTreeMap<B256, Vec<(B256, SlotValue)>>,
     progress: Option<Vec<u8>>,
+    /// The progress buffer the last commit replaced ([`SyncStore::spare_progress`]).
+    spare_progress: Option<Vec<u8>>,
     meta: BTreeMap<String, Vec<u8>>,
     commits: u64,
 }
@@ -218,11 +227,14 @@ impl SyncStore for MemStore {
         }
         self.accounts.range(*from..=*to).map(|(k, a)| (*k, *a)).collect()
     }
-    fn slots_of(&self, account: &B256) -> Vec<(B256, SlotValue)> {
-        self.slots.get(account).cloned().unwrap_or_default()
+    fn slots_of(&self, account: &B256) -> &[(B256, SlotValue)] {
+        self.slots.get(account).map_or(&[], |v| &v[..])
     }
     fn progress(&self) -> Option<&[u8]> {
         self.progress.as_deref()
+    }
+    fn spare_progress(&mut self) -> Option<Vec<u8>> {
+        self.spare_progress.take()
     }
     fn commit(&mut self, batch: WriteBatch) {
         // each insert probes the index at a random slot: fetch a few inserts ahead
@@ -250,7 +262,7 @@ impl SyncStore for MemStore {
             merge_slots(self.slots.entry(run[0].0).or_default(), run);
         }
         if let Some(p) = batch.progress {
-            self.progress = Some(p);
+            self.spare_progress = self.progress.replace(p);
         }
         self.meta.extend(batch.meta);
         self.commits += 1;

@@ -88,20 +88,28 @@ impl Progress {
     /// Serialised form: a compact binary encoding (see [`Progress::from_bytes`]). It is written
     /// with every reply, so it avoids text: hashes as raw 32 bytes, counts as u32 LE.
     pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_to(&mut out);
+        out
+    }
+
+    /// [`Progress::to_bytes`] into `out` (cleared first; its capacity is reused).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.clear();
         let pending: usize = self.tasks.iter().map(|t| t.pending.len()).sum();
         let waiting: usize = self.codes.values().map(|w| 36 + 32 * w.len()).sum();
-        let mut out = Vec::with_capacity(
+        out.reserve(
             1 + 32 + 4 + self.tasks.len() * 105 + pending * 33 + 4 + self.storage.len() * 101 + 4 + waiting,
         );
         out.push(BINARY_MAGIC);
         out.extend_from_slice(self.root.as_slice());
-        put_len(&mut out, self.tasks.len());
+        put_len(out, self.tasks.len());
         for t in &self.tasks {
             out.extend_from_slice(t.start.as_slice());
             out.extend_from_slice(t.last.as_slice());
             out.extend_from_slice(t.next.as_slice());
             out.push(u8::from(t.fetched) | (u8::from(t.generated) << 1));
-            put_len(&mut out, t.pending.len());
+            put_len(out, t.pending.len());
             for (a, need) in &t.pending {
                 out.extend_from_slice(a.as_slice());
                 out.push(match need {
@@ -110,23 +118,22 @@ impl Progress {
                 });
             }
         }
-        put_len(&mut out, self.storage.len());
+        put_len(out, self.storage.len());
         for (a, t) in &self.storage {
             out.extend_from_slice(a.as_slice());
             out.extend_from_slice(t.root.as_slice());
             out.extend_from_slice(t.next.as_slice());
-            put_len(&mut out, t.chunk);
+            put_len(out, t.chunk);
             out.push(u8::from(t.complete) | (u8::from(t.built) << 1));
         }
-        put_len(&mut out, self.codes.len());
+        put_len(out, self.codes.len());
         for (h, waiting) in &self.codes {
             out.extend_from_slice(h.as_slice());
-            put_len(&mut out, waiting.len());
+            put_len(out, waiting.len());
             for a in waiting {
                 out.extend_from_slice(a.as_slice());
             }
         }
-        out
     }
 
     /// Parses a serialised form: the binary encoding of [`Progress::to_bytes`], or the JSON one

@@ -817,7 +817,7 @@ impl Syncer {
     /// Commits `batch` with progress, then builds trie nodes for finished storage and chunks.
     fn flush(&mut self, store: &mut dyn SyncStore, mut batch: WriteBatch) {
         if self.dirty {
-            batch.progress = Some(self.progress.to_bytes());
+            batch.progress = Some(self.progress_record(store));
         }
         if !batch.is_empty() {
             store.commit(batch);
@@ -826,6 +826,14 @@ impl Syncer {
             self.dirty = false;
             self.build_finished(store, false);
         }
+    }
+
+    /// The progress serialised, into the buffer of a record the store no longer needs when it
+    /// kept one (a record is megabytes once many contracts are pending: no fresh pages per reply).
+    fn progress_record(&self, store: &mut dyn SyncStore) -> Vec<u8> {
+        let mut out = store.spare_progress().unwrap_or_default();
+        self.progress.write_to(&mut out);
+        out
     }
 
     /// Builds and stores trie nodes over finished storage tries and account chunks, and
@@ -845,7 +853,7 @@ impl Syncer {
             if let Some(t) = self.progress.storage.get(acct).filter(|t| !t.built) {
                 let ranges = ranges.filter(|r| r.tag == t.root).unwrap_or_default();
                 let slots = store.slots_of(acct);
-                ranges.generate(&slots, &|_| true, &|_| true, &mut batch.nodes);
+                ranges.generate(slots, &|_| true, &|_| true, &mut batch.nodes);
             }
             if let Some(t) = self.progress.storage.remove(acct) {
                 self.progress.tasks[t.chunk].pending.remove(&(*acct, Need::Storage));
@@ -867,7 +875,7 @@ impl Syncer {
             changed = true;
         }
         if persist || changed {
-            batch.progress = Some(self.progress.to_bytes());
+            batch.progress = Some(self.progress_record(store));
         }
         if !batch.is_empty() {
             store.commit(batch);

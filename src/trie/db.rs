@@ -49,13 +49,17 @@ const RECORD_HEADER: usize = 36;
 /// Size of the first arena chunk; chunks double up to [`MAX_CHUNK`].
 const FIRST_CHUNK: usize = 64 << 10;
 /// Largest regular arena chunk (a larger node gets a chunk of its own).
-const MAX_CHUNK: usize = 4 << 20;
+const MAX_CHUNK: usize = 1 << OFFSET_BITS;
+/// Bits of an arena location holding the offset in its chunk.
+const OFFSET_BITS: u32 = 22;
+/// Most arena chunks: a location's chunk index has `LOC_BITS - OFFSET_BITS` bits.
+const MAX_CHUNKS: usize = 1 << (LOC_BITS - OFFSET_BITS);
 
 /// An in-memory content-addressed node map.
 ///
 /// Nodes live in an append-only arena of large chunks (`hash ‖ len ‖ rlp` records, no
 /// allocation per node, nodes written together stay together); a table of
-/// `(first 8 bytes of the hash, arena location)` finds them. Only lookups: nothing iterates the
+/// `(hash tag, arena location)` slots finds them. Only lookups: nothing iterates the
 /// table, so its order cannot affect behaviour.
 #[derive(Default, Clone)]
 pub struct MemNodes {
@@ -64,16 +68,23 @@ pub struct MemNodes {
     bytes: usize,
 }
 
-/// Open-addressing table (linear probing) of `(tag, arena location)` slots, 16 bytes each, four
-/// to a cache line. The tag is the node hash's first 8 bytes with the low bit set (0 marks an
-/// empty slot), and also picks the home slot; a match is confirmed against the full hash in the
-/// arena. One cache miss per lookup, and the slot can be prefetched ([`MemNodes::prefetch`]).
-/// Grows at 3/4 load without touching the arena (the tag alone places an entry).
+/// Open-addressing table (linear probing) of 8-byte slots, eight to a cache line: a slot holds
+/// a 28-bit tag (the top bits of the hash's first 8 bytes, low bit forced to 1 so that 0 marks
+/// an empty slot) above a 36-bit arena location ([`MemNodes::append`]: chunk index above a
+/// 22-bit offset). The tag's top bits pick the home slot, so growth re-places entries without
+/// touching the arena; a tag match is confirmed against the full hash in the arena. One cache
+/// miss per lookup (rarely two: neighbours share the home bits, so a tag tells them apart by
+/// its remaining bits only), and the slot can be prefetched ([`MemNodes::prefetch`]).
 #[derive(Default, Clone)]
 struct Index {
-    slots: Vec<(u64, u64)>,
+    slots: Vec<u64>,
     len: usize,
 }
+
+/// Bits of a slot holding the arena location.
+const LOC_BITS: u32 = 36;
+/// Mask of the location bits.
+const LOC_MASK: u64 = (1 << LOC_BITS) - 1;
 
 impl Index {
     /// Smallest table allocated.
@@ -85,9 +96,14 @@ impl Index {
         self.slots.len().wrapping_sub(1)
     }
 
-    /// The home slot of a tag: its high bits (the low ones were forced to 1).
+    /// The home slot of a tag: its top bits (a table of more than 2^28 slots spreads the tags
+    /// over every 2^(k-28)-th slot: still correct, only more clustered).
     fn home(&self, tag: u64) -> usize {
-        (tag >> 8) as usize & self.mask()
+        let bits = self.slots.len().trailing_zeros();
+        if bits == 0 {
+            return 0;
+        }
+        ((tag << LOC_BITS) >> (64 - bits)) as usize
     }
 
     /// The location of the entry with `tag` for which `is` holds.
@@ -97,12 +113,12 @@ impl Index {
         }
         let mut i = self.home(tag);
         loop {
-            let (t, loc) = self.slots[i];
-            if t == 0 {
+            let s = self.slots[i];
+            if s == 0 {
                 return None;
             }
-            if t == tag && is(loc) {
-                return Some(loc);
+            if s >> LOC_BITS == tag && is(s & LOC_MASK) {
+                return Some(s & LOC_MASK);
             }
             i = (i + 1) & self.mask();
         }
@@ -114,31 +130,30 @@ impl Index {
             self.grow();
         }
         let mut i = self.home(tag);
-        while self.slots[i].0 != 0 {
+        while self.slots[i] != 0 {
             i = (i + 1) & self.mask();
         }
-        self.slots[i] = (tag, loc);
+        self.slots[i] = (tag << LOC_BITS) | loc;
         self.len += 1;
     }
 
+    /// Doubles the table (to at least [`Index::MIN_SLOTS`]), re-placing every entry by its tag.
     fn grow(&mut self) {
         let size = (self.slots.len() * 2).max(Self::MIN_SLOTS);
-        let old = std::mem::replace(&mut self.slots, vec![(0, 0); size]);
-        self.len = 0;
-        for (tag, loc) in old.into_iter().filter(|(t, _)| *t != 0) {
-            let mut i = self.home(tag);
-            while self.slots[i].0 != 0 {
+        let old = std::mem::replace(&mut self.slots, vec![0; size]);
+        for s in old.into_iter().filter(|s| *s != 0) {
+            let mut i = self.home(s >> LOC_BITS);
+            while self.slots[i] != 0 {
                 i = (i + 1) & self.mask();
             }
-            self.slots[i] = (tag, loc);
-            self.len += 1;
+            self.slots[i] = s;
         }
     }
 
     /// Hints the CPU to fetch the home slot of `tag`.
     fn prefetch(&self, tag: u64) {
         if let Some(slot) = self.slots.get(self.home(tag)) {
-            prefetch_read(slot as *const (u64, u64) as *const u8);
+            prefetch_read(slot as *const u64 as *const u8);
         }
     }
 }
@@ -163,12 +178,12 @@ impl std::fmt::Debug for MemNodes {
     }
 }
 
-/// The index tag of a node hash: keccak outputs are uniform, so 8 of their bytes suffice; the
-/// low bit is set so that no tag is 0 (the empty slot).
+/// The index tag of a node hash: keccak outputs are uniform, so its first 28 bits suffice to
+/// place it; the low bit is set so that no slot is 0 (the empty slot).
 fn prefix(hash: &B256) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&hash[..8]);
-    u64::from_le_bytes(b) | 1
+    (u64::from_be_bytes(b) >> LOC_BITS) | 1
 }
 
 impl MemNodes {
@@ -181,8 +196,8 @@ impl MemNodes {
 
     /// The record at arena location `loc`: (hash, rlp).
     fn record(&self, loc: u64) -> (&[u8], &[u8]) {
-        let chunk = &self.chunks[(loc >> 32) as usize];
-        let at = (loc & 0xffff_ffff) as usize;
+        let chunk = &self.chunks[(loc >> OFFSET_BITS) as usize];
+        let at = (loc & ((1 << OFFSET_BITS) - 1)) as usize;
         let mut len = [0u8; 4];
         len.copy_from_slice(&chunk[at + 32..at + RECORD_HEADER]);
         let len = u32::from_le_bytes(len) as usize;
@@ -203,10 +218,11 @@ impl MemNodes {
     /// slot itself is read: best after [`MemNodes::prefetch`] had time to bring it in).
     pub fn prefetch_record(&self, hash: &B256) {
         let tag = prefix(hash);
-        if let Some(&(t, loc)) = self.index.slots.get(self.index.home(tag)) {
-            if t == tag {
-                if let Some(chunk) = self.chunks.get((loc >> 32) as usize) {
-                    if let Some(at) = chunk.get((loc & 0xffff_ffff) as usize) {
+        if let Some(&s) = self.index.slots.get(self.index.home(tag)) {
+            if s >> LOC_BITS == tag {
+                let loc = s & LOC_MASK;
+                if let Some(chunk) = self.chunks.get((loc >> OFFSET_BITS) as usize) {
+                    if let Some(at) = chunk.get((loc & ((1 << OFFSET_BITS) - 1)) as usize) {
                         prefetch_read(at);
                     }
                 }
@@ -217,19 +233,23 @@ impl MemNodes {
     /// Appends a record to the arena, returning its location.
     fn append(&mut self, hash: &B256, rlp: &[u8]) -> u64 {
         let need = RECORD_HEADER + rlp.len();
-        let fits = self.chunks.last().is_some_and(|c| c.capacity() - c.len() >= need);
+        // a record past a chunk's start must end within MAX_CHUNK (its offset fits 22 bits);
+        // a larger one starts a chunk of its own
+        let fits =
+            self.chunks.last().is_some_and(|c| c.capacity() - c.len() >= need && c.len() + need <= MAX_CHUNK);
         if !fits {
             let next = self.chunks.last().map_or(FIRST_CHUNK, |c| (c.capacity() * 2).min(MAX_CHUNK));
             self.chunks.push(Vec::with_capacity(next.max(need)));
         }
         let index = self.chunks.len() - 1;
+        assert!(index < MAX_CHUNKS, "node arena beyond {MAX_CHUNKS} chunks (64 GiB)");
         let chunk = &mut self.chunks[index];
         let at = chunk.len();
         chunk.extend_from_slice(hash.as_slice());
         // a trie node is far below 4 GiB; the length saturates rather than wraps if not
         chunk.extend_from_slice(&u32::try_from(rlp.len()).unwrap_or(u32::MAX).to_le_bytes());
         chunk.extend_from_slice(rlp);
-        ((index as u64) << 32) | at as u64
+        ((index as u64) << OFFSET_BITS) | at as u64
     }
 
     /// Stores a node whose hash the caller computed.
@@ -266,5 +286,31 @@ impl MemNodes {
 impl NodeSource for MemNodes {
     fn node(&self, hash: &B256) -> Option<&[u8]> {
         self.find(hash).map(|loc| self.record(loc).1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_every_node_across_growth_and_large_records() {
+        let mut db = MemNodes::default();
+        let mut hashes = Vec::new();
+        for i in 0u32..50_000 {
+            // every 10_000th node is larger than a chunk: it gets a chunk of its own
+            let len = if i % 10_000 == 7 { MAX_CHUNK + 5 } else { 1 + (i as usize % 300) };
+            let mut rlp = i.to_le_bytes().to_vec();
+            rlp.extend((0..len).map(|j| (i as usize + j) as u8));
+            hashes.push((db.insert(&rlp), rlp));
+        }
+        assert_eq!(db.len(), hashes.len());
+        for (h, rlp) in &hashes {
+            assert_eq!(db.node(h), Some(&rlp[..]));
+        }
+        assert!(!db.contains(&keccak256(b"absent")));
+        let before = db.len();
+        db.insert(&hashes[3].1);
+        assert_eq!(db.len(), before);
     }
 }

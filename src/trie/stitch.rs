@@ -36,22 +36,34 @@ struct Held {
     rlp: Vec<u8>,
 }
 
-/// A reported node: (path, leaf indices, hash, rlp).
-type Reported = (Vec<u8>, Range<usize>, B256, Vec<u8>);
+/// A reported node: (path, leaf indices, hash, rlp), path and rlp as ranges of
+/// [`Collected`]'s byte buffer.
+type Reported = (Range<usize>, Range<usize>, B256, Range<usize>);
 
-/// Nodes a range verification reported, children first.
+/// Nodes a range verification reported, children first. Paths and RLP are appended to one
+/// buffer (no allocation per node); [`RangeNodes::add`] copies out only what it keeps.
 #[derive(Debug, Default)]
-pub struct Collected(Vec<Reported>);
+pub struct Collected {
+    nodes: Vec<Reported>,
+    bytes: Vec<u8>,
+}
 
 impl Collected {
+    /// Bytes reserved per node: a short path and a typical node's RLP.
+    const BYTES_PER_NODE: usize = 96;
+
     /// Room for `n` nodes (a range of `k` leaves reports fewer than `2k`).
     pub fn with_capacity(n: usize) -> Self {
-        Self(Vec::with_capacity(n))
+        Self { nodes: Vec::with_capacity(n), bytes: Vec::with_capacity(n * Self::BYTES_PER_NODE) }
     }
 
     /// Records one reported node.
     pub fn push(&mut self, n: BuiltNode<'_>) {
-        self.0.push((n.path.to_vec(), n.leaves, n.hash, n.rlp.to_vec()));
+        let path = self.bytes.len()..self.bytes.len() + n.path.len();
+        self.bytes.extend_from_slice(n.path);
+        let rlp = self.bytes.len()..self.bytes.len() + n.rlp.len();
+        self.bytes.extend_from_slice(n.rlp);
+        self.nodes.push((path, n.leaves, n.hash, rlp));
     }
 }
 
@@ -96,25 +108,30 @@ impl RangeNodes {
         for i in 0..kept {
             dirty_before.push(dirty_before[i] + u32::from(dirty(i)));
         }
-        let mut maximal: Vec<(Range<usize>, Exact)> = Vec::new();
-        for (path, leaves, hash, rlp) in nodes.0 {
+        // (leaves, path in `nodes.bytes`, exact subtree without its path yet)
+        let mut maximal: Vec<(Range<usize>, Range<usize>, Exact)> = Vec::new();
+        for (path, leaves, hash, rlp) in nodes.nodes {
             if leaves.is_empty() || leaves.end > kept {
                 continue;
             }
             // children come first: the ones this node covers are no longer maximal
-            while maximal.last().is_some_and(|(r, _)| r.start >= leaves.start && r.end <= leaves.end) {
+            while maximal.last().is_some_and(|(r, _, _)| r.start >= leaves.start && r.end <= leaves.end) {
                 maximal.pop();
             }
             let (first, last) = (keys[leaves.start], keys[leaves.end - 1]);
-            let exact = Exact { path, hash, first, last, leaves: leaves.len() };
+            let exact = Exact { path: Vec::new(), hash, first, last, leaves: leaves.len() };
+            let rlp = nodes.bytes[rlp].to_vec();
             if dirty_before[leaves.end] == dirty_before[leaves.start] {
                 out.push((hash, rlp));
             } else {
                 self.held.push(Held { first, last, hash, rlp });
             }
-            maximal.push((leaves, exact));
+            maximal.push((leaves, path, exact));
         }
-        self.subtrees.extend(maximal.into_iter().map(|(_, e)| e));
+        self.subtrees.extend(maximal.into_iter().map(|(_, path, mut e)| {
+            e.path = nodes.bytes[path].to_vec();
+            e
+        }));
     }
 
     /// Builds the task's trie over `leaves` (its whole flat key span, in key order): verified
