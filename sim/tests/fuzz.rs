@@ -254,3 +254,26 @@ proptest! {
         prop_assert!(r.passed() || v.failed(), "a failed expectation without a label\n{}", r.summary());
     }
 }
+
+/// Generated scenarios whose only sources of state are `starving` peers (rare: the generator
+/// usually keeps an honest group; variations of a base and shrinks can get there) leave at least
+/// `MIN_STARVING_PIVOT_WINDOW_SECS` between pivot moves on a churning chain, and static sizing
+/// policies on churning chains keep a usable budget and concurrency.
+#[test]
+fn generator_keeps_churn_within_what_the_sources_can_heal() {
+    for seed in 0..3000 {
+        let sc = gen::scenario(seed, None);
+        if sc.chain.changes_per_block == 0 {
+            continue;
+        }
+        let sources: Vec<_> = sc.peers.iter().filter(|g| gen::serves(g)).collect();
+        if !sources.is_empty() && sources.iter().all(|g| g.behaviour.contains(&Behaviour::Starving)) {
+            let window_ms = pivot_window_blocks(sc.sync.pivot_distance) * sc.chain.block_time.as_millis();
+            assert!(window_ms >= gen::MIN_STARVING_PIVOT_WINDOW_SECS * 1000, "seed {seed}: {window_ms} ms");
+        }
+        if sc.sync.request_sizing != "adaptive".parse().unwrap() {
+            assert!(sc.sync.account_bytes.0 >= gen::MIN_CHURN_BUDGET, "seed {seed}");
+            assert!(sc.sync.concurrency >= gen::MIN_CHURN_CONCURRENCY, "seed {seed}");
+        }
+    }
+}
