@@ -7,7 +7,7 @@
 //! group, fewer behaviours per group, default timing per group, halved fault rates, and each
 //! downloader setting back to its default.
 
-use super::gen::{can_serve, roundtrip};
+use super::gen::{can_serve, keep_up_with_churn, roundtrip, slow_chain_for_starving_sources};
 use super::{check, Invariant};
 use crate::scenario::{Behaviour, PeerGroup, Scenario, StateSpec, SyncSpec};
 use std::time::Instant;
@@ -75,7 +75,12 @@ pub fn shrink(
 /// The simpler variants of `sc`, coarsest first; none equals `sc`.
 pub fn candidates(sc: &Scenario) -> Vec<Scenario> {
     let mut out: Vec<Scenario> = Vec::new();
-    let mut push = |c: Scenario| {
+    let mut push = |mut c: Scenario| {
+        // a simpler scenario is still one the generator could draw: no churn beyond what its
+        // sources and sizing can heal (else a shrink would trade the failure for an infeasible one)
+        keep_up_with_churn(&mut c.sync, &c.chain);
+        let d = c.sync.pivot_distance;
+        slow_chain_for_starving_sources(&mut c.chain, &c.peers, d);
         if c != *sc && !out.contains(&c) {
             out.push(c);
         }
