@@ -312,11 +312,6 @@ impl Default for PeerState {
 }
 
 impl PeerState {
-    /// Whether a request of `kind` may be sent now.
-    pub fn idle(&self, kind: Kind, now: u64) -> bool {
-        self.in_flight[kind.index()] == 0 && self.benched_until <= now
-    }
-
     /// Marks a request sent.
     pub fn sent(&mut self, kind: Kind) {
         self.in_flight[kind.index()] += 1;
