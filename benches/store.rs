@@ -31,7 +31,7 @@ use syncsim_node::sync::heal::{match_nodes, Healer};
 use syncsim_node::trie::build::build;
 use syncsim_node::trie::nibbles::{max_key_with_prefix, min_key_with_prefix};
 use syncsim_node::trie::walk::{get, iter_from, node_at_path};
-use syncsim_node::trie::{prove_range, MemNodes, NodeSource};
+use syncsim_node::trie::{prove_range, MemNodes, NodeBatch, NodeSource};
 
 /// `n` random accounts (one in ten with storage and code), sorted by key.
 fn accounts(n: usize) -> Vec<(B256, Account)> {
@@ -57,11 +57,11 @@ fn accounts(n: usize) -> Vec<(B256, Account)> {
 
 /// The nodes over `leaves` whose whole key range lies in `first..=last` (what the downloader
 /// stores for a fetched chunk; boundary nodes are left to healing).
-fn range_nodes(leaves: &[(B256, Vec<u8>)], first: &B256, last: &B256, out: &mut Vec<(B256, Vec<u8>)>) {
+fn range_nodes(leaves: &[(B256, Vec<u8>)], first: &B256, last: &B256, out: &mut NodeBatch) {
     build(leaves, &mut |n| {
         if !n.path.is_empty() && min_key_with_prefix(n.path) >= *first && max_key_with_prefix(n.path) <= *last
         {
-            out.push((n.hash, n.rlp.to_vec()));
+            out.push(n.hash, n.rlp);
         }
     });
 }
@@ -88,7 +88,7 @@ fn bench(c: &mut Criterion) {
     let (start, end) = (40_000, 41_000);
     let range_leaves = &leaves[start..end];
     let (first, last) = (range_leaves[0].0, range_leaves[999].0);
-    let mut nodes = Vec::new();
+    let mut nodes = NodeBatch::default();
     range_nodes(range_leaves, &first, &last, &mut nodes);
     assert!(nodes.len() > 900, "{} range nodes", nodes.len());
     let range_accounts = accs[start..end].to_vec();

@@ -4,6 +4,7 @@
 
 use crate::account::Account;
 use crate::primitives::{keccak256, Bytes, B256};
+use crate::trie::batch::NodeBatch;
 use crate::trie::db::{HashKeyed, MemNodes, NodeSource};
 use std::collections::BTreeMap;
 
@@ -69,7 +70,7 @@ impl std::fmt::Debug for SlotValue {
 #[derive(Debug, Default)]
 pub struct WriteBatch {
     /// Trie nodes (hash, rlp); the hash was computed by the writer.
-    pub nodes: Vec<(B256, Vec<u8>)>,
+    pub nodes: NodeBatch,
     /// Codes (hash, code).
     pub codes: Vec<(B256, Bytes)>,
     /// Flat accounts.
@@ -85,7 +86,7 @@ pub struct WriteBatch {
 impl WriteBatch {
     /// Adds a node, hashing it.
     pub fn node(&mut self, rlp: Vec<u8>) {
-        self.nodes.push((keccak256(&rlp), rlp));
+        self.nodes.push(keccak256(&rlp), &rlp);
     }
 
     /// True when nothing would be written.
@@ -156,9 +157,11 @@ fn merge_slots(slots: &mut Vec<(B256, SlotValue)>, run: &[(B256, B256, SlotValue
     let Some(first) = run.first().map(|r| r.1) else { return };
     let at = slots.partition_point(|(s, _)| *s < first);
     let mut new = run.iter().map(|(_, s, v)| (*s, v.clone())).peekable();
-    if at == slots.len() {
-        slots.reserve(run.len());
-        slots.extend(new);
+    let last = run[run.len() - 1].1;
+    if at == slots.len() || slots[at].0 > last {
+        // no overlap (a chunk of a split contract lands between chunks already held): one
+        // move of the tail, no copy of it
+        slots.splice(at..at, new);
         return;
     }
     let tail = slots.split_off(at);

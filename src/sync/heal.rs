@@ -252,7 +252,7 @@ impl Healer {
     }
 
     fn commit(&mut self, batch: &mut WriteBatch, hash: B256, rlp: Vec<u8>) {
-        batch.nodes.push((hash, rlp));
+        batch.nodes.push(hash, &rlp);
         self.written.insert(hash, ());
         self.healed += 1;
         self.resolve(batch, hash);
@@ -267,7 +267,7 @@ impl Healer {
                 p.missing = p.missing.saturating_sub(1);
                 if p.missing == 0 {
                     if let Some(p) = self.pending.remove(&parent) {
-                        batch.nodes.push((parent, p.rlp));
+                        batch.nodes.push(parent, &p.rlp);
                         self.written.insert(parent, ());
                         self.healed += 1;
                         work.push(parent);

@@ -17,7 +17,7 @@ use crate::sync::sched::{fraction, Sched, Split};
 use crate::trie::build::build;
 use crate::trie::nibbles::{max_key_with_prefix, min_key_with_prefix};
 use crate::trie::stitch::{Collected, RangeNodes, TaskRanges};
-use crate::trie::{verify_range, verify_range_nodes};
+use crate::trie::{verify_range, verify_range_nodes, NodeBatch};
 use std::collections::{BTreeMap, BTreeSet};
 use tracing::debug;
 
@@ -25,7 +25,6 @@ use tracing::debug;
 const STATELESS_FOR_MS: u64 = 60_000;
 
 /// Trie nodes as (hash, rlp).
-type NodeList = Vec<(B256, Vec<u8>)>;
 
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -631,7 +630,7 @@ impl Syncer {
         // Verify everything before accepting anything.
         let n = r.slots.len();
         let mut outcome: Vec<(B256, bool /*complete*/, Option<B256> /*next*/)> = Vec::with_capacity(n.max(1));
-        let mut built_nodes: Vec<(B256, NodeList)> = Vec::new();
+        let mut built_nodes: Vec<(B256, NodeBatch)> = Vec::new();
         let mut proven_nodes: Option<(B256, B256, Vec<B256>, Collected)> = None;
         if n == 0 {
             // proof that nothing is left at or after the origin of the first account
@@ -676,8 +675,8 @@ impl Syncer {
                 // Verify by building the trie: when the root matches, its nodes are exactly the
                 // account's storage trie, stored at once instead of rebuilt later.
                 let pairs: Vec<(B256, &[u8])> = keys.iter().copied().zip(values.iter().copied()).collect();
-                let mut nodes = Vec::new();
-                let computed = build(&pairs, &mut |n| nodes.push((n.hash, n.rlp.to_vec())));
+                let mut nodes = NodeBatch::with_capacity(2 * pairs.len(), 96 * pairs.len());
+                let computed = build(&pairs, &mut |n| nodes.push(n.hash, n.rlp));
                 if computed != root {
                     return Verdict::Fault(format!("storage set {i} does not hash to its root"));
                 }
@@ -686,18 +685,21 @@ impl Syncer {
             }
         }
         batch.slots.reserve(r.slots.iter().map(Vec::len).sum());
-        batch.nodes.reserve(built_nodes.iter().map(|(_, n)| n.len()).sum());
+        batch.nodes.reserve(
+            built_nodes.iter().map(|(_, n)| n.len()).sum(),
+            built_nodes.iter().map(|(_, n)| n.byte_len()).sum(),
+        );
         for (i, set) in r.slots.iter().enumerate() {
             let acct = accounts[i].0;
             for s in set {
                 batch.slots.push((acct, s.hash, SlotValue::from(&s.data[..])));
             }
         }
-        for (acct, nodes) in built_nodes {
+        for (acct, mut nodes) in built_nodes {
             if let Some(t) = self.progress.storage.get_mut(&acct) {
                 if t.next == B256::ZERO && !t.complete {
                     t.built = true;
-                    batch.nodes.extend(nodes);
+                    batch.nodes.append(&mut nodes);
                 }
             }
         }

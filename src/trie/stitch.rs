@@ -10,12 +10,10 @@
 //! [`verify_range_nodes`]: crate::trie::range::verify_range_nodes
 
 use crate::primitives::B256;
+use crate::trie::batch::NodeBatch;
 use crate::trie::build::{build_items, BuildItem, BuiltNode};
 use std::collections::BTreeMap;
 use std::ops::Range;
-
-/// A trie node to write: (hash, rlp).
-pub type NodeWrite = (B256, Vec<u8>);
 
 /// A maximal subtree of one verified range: every leaf under it came in that range.
 #[derive(Debug, Clone)]
@@ -101,7 +99,7 @@ impl RangeNodes {
         keys: &[B256],
         kept: usize,
         dirty: &dyn Fn(usize) -> bool,
-        out: &mut Vec<NodeWrite>,
+        out: &mut NodeBatch,
     ) {
         let mut dirty_before = Vec::with_capacity(kept + 1);
         dirty_before.push(0u32);
@@ -120,11 +118,10 @@ impl RangeNodes {
             }
             let (first, last) = (keys[leaves.start], keys[leaves.end - 1]);
             let exact = Exact { path: Vec::new(), hash, first, last, leaves: leaves.len() };
-            let rlp = nodes.bytes[rlp].to_vec();
             if dirty_before[leaves.end] == dirty_before[leaves.start] {
-                out.push((hash, rlp));
+                out.push(hash, &nodes.bytes[rlp]);
             } else {
-                self.held.push(Held { first, last, hash, rlp });
+                self.held.push(Held { first, last, hash, rlp: nodes.bytes[rlp].to_vec() });
             }
             maximal.push((leaves, path, exact));
         }
@@ -143,7 +140,7 @@ impl RangeNodes {
         leaves: &[(B256, V)],
         clean: &dyn Fn(usize) -> bool,
         keep: &dyn Fn(&[u8]) -> bool,
-        out: &mut Vec<NodeWrite>,
+        out: &mut NodeBatch,
     ) {
         self.subtrees.sort_by_key(|e| e.first);
         let mut items: Vec<BuildItem<'_>> = Vec::with_capacity(self.subtrees.len() + 1024);
@@ -186,7 +183,7 @@ impl RangeNodes {
         for h in self.held {
             let at = released.partition_point(|(first, _)| *first <= h.first);
             if at > 0 && released[at - 1].1 >= h.last {
-                out.push((h.hash, h.rlp));
+                out.push(h.hash, &h.rlp);
             }
         }
     }
@@ -198,7 +195,7 @@ fn build_dirty_aware(
     items: &[BuildItem<'_>],
     dirty: &[bool],
     keep: &dyn Fn(&[u8]) -> bool,
-    out: &mut Vec<NodeWrite>,
+    out: &mut NodeBatch,
 ) -> bool {
     let mut dirty_before = Vec::with_capacity(dirty.len() + 1);
     dirty_before.push(0u32);
@@ -207,7 +204,7 @@ fn build_dirty_aware(
     }
     build_items(items, &mut |n| {
         if dirty_before[n.leaves.end] == dirty_before[n.leaves.start] && keep(n.path) {
-            out.push((n.hash, n.rlp.to_vec()));
+            out.push(n.hash, n.rlp);
         }
     })
     .is_some()
@@ -244,7 +241,7 @@ mod tests {
             });
             let dirty = |i: usize| dirty_every > 0 && i % dirty_every == 3;
             let mut ranges = RangeNodes::default();
-            let mut out = Vec::new();
+            let mut out = NodeBatch::default();
             let mut start = 0;
             while start < all.len() {
                 let end = (start + piece).min(all.len());
@@ -291,7 +288,7 @@ mod tests {
             &mut |b| got.push(b),
         );
         assert_eq!(root, Ok(false));
-        let mut out = Vec::new();
+        let mut out = NodeBatch::default();
         ranges.add(got, &keys, keys.len(), &|i| i == 10, &mut out);
         ranges.generate(&all, &|i| i != 10, &|_| true, &mut out);
         let whole_root = build(&all, &mut |_| {});
