@@ -67,7 +67,7 @@ impl std::fmt::Debug for SlotValue {
 }
 
 /// A set of writes applied atomically by [`SyncStore::commit`].
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct WriteBatch {
     /// Trie nodes (hash, rlp); the hash was computed by the writer.
     pub nodes: NodeBatch,
@@ -119,6 +119,12 @@ pub trait SyncStore: NodeSource {
     /// downloader writes the next record into it (cleared) instead of a fresh allocation. The
     /// default keeps none.
     fn spare_progress(&mut self) -> Option<Vec<u8>> {
+        None
+    }
+    /// An empty batch whose buffers a commit no longer needed, if the store kept one: the
+    /// downloader fills it instead of growing fresh buffers for every reply. The default
+    /// keeps none.
+    fn spare_batch(&mut self) -> Option<WriteBatch> {
         None
     }
     /// A named record written with [`WriteBatch::meta`].
@@ -196,6 +202,8 @@ pub struct MemStore {
     progress: Option<Vec<u8>>,
     /// The progress buffer the last commit replaced ([`SyncStore::spare_progress`]).
     spare_progress: Option<Vec<u8>>,
+    /// The last committed batch, emptied ([`SyncStore::spare_batch`]).
+    spare_batch: Option<WriteBatch>,
     meta: BTreeMap<String, Vec<u8>>,
     commits: u64,
 }
@@ -239,7 +247,10 @@ impl SyncStore for MemStore {
     fn spare_progress(&mut self) -> Option<Vec<u8>> {
         self.spare_progress.take()
     }
-    fn commit(&mut self, batch: WriteBatch) {
+    fn spare_batch(&mut self) -> Option<WriteBatch> {
+        self.spare_batch.take()
+    }
+    fn commit(&mut self, mut batch: WriteBatch) {
         // each insert probes the index at a random slot: fetch a few inserts ahead
         const AHEAD: usize = 8;
         for (i, (h, rlp)) in batch.nodes.iter().enumerate() {
@@ -248,11 +259,11 @@ impl SyncStore for MemStore {
             }
             self.nodes.insert_hashed(*h, rlp);
         }
-        for (h, c) in batch.codes {
+        for (h, c) in batch.codes.drain(..) {
             self.codes.insert(h, c);
         }
-        self.accounts.extend(batch.accounts);
-        let mut batch_slots = batch.slots;
+        self.accounts.extend(batch.accounts.drain(..));
+        let batch_slots = &mut batch.slots;
         if !batch_slots.is_sorted_by(|x, y| (x.0, x.1) < (y.0, y.1)) {
             // one run per account; of a slot written twice the later write wins (the sort is
             // stable; reversed, dedup keeps the first of equal keys)
@@ -264,10 +275,13 @@ impl SyncStore for MemStore {
         for run in batch_slots.chunk_by(|x, y| x.0 == y.0) {
             merge_slots(self.slots.entry(run[0].0).or_default(), run);
         }
-        if let Some(p) = batch.progress {
+        if let Some(p) = batch.progress.take() {
             self.spare_progress = self.progress.replace(p);
         }
-        self.meta.extend(batch.meta);
+        self.meta.extend(batch.meta.drain(..));
+        batch.nodes.clear();
+        batch.slots.clear();
+        self.spare_batch = Some(batch);
         self.commits += 1;
     }
     fn meta(&self, key: &str) -> Option<&[u8]> {

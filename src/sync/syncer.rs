@@ -174,6 +174,8 @@ pub struct Syncer {
     penalised: BTreeSet<PeerId>,
     /// Nodes of verified ranges kept for generating their tasks' tries (memory only).
     ranges: TaskRanges,
+    /// A buffer for the nodes a range verification reports, reused reply after reply.
+    scratch: Collected,
     /// Planted-bug state (tests only).
     stuck_chunks: BTreeSet<usize>,
     lost_root_chunks: BTreeSet<usize>,
@@ -204,6 +206,7 @@ impl Syncer {
             dirty: false,
             penalised: BTreeSet::new(),
             ranges: TaskRanges::default(),
+            scratch: Collected::default(),
             stuck_chunks: BTreeSet::new(),
             lost_root_chunks: BTreeSet::new(),
         };
@@ -452,7 +455,7 @@ impl Syncer {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.finished(req.kind);
         }
-        let mut batch = WriteBatch::default();
+        let mut batch = store.spare_batch().unwrap_or_default();
         let verdict = match (msg, req.work.clone()) {
             (Message::AccountRange(r), Work::Accounts { chunk, origin, limit }) => {
                 self.on_accounts(store, &mut batch, &req, r, chunk, origin, limit)
@@ -533,7 +536,7 @@ impl Syncer {
                 Err(e) => return Verdict::Fault(format!("bad account body: {e}")),
             }
         }
-        let mut built = Collected::with_capacity(2 * keys.len());
+        let mut built = self.take_scratch(keys.len());
         let has_more =
             match verify_range_nodes(req.root, &origin, &keys, &values, &r.proof, &mut |n| built.push(n)) {
                 Ok(m) => m,
@@ -581,12 +584,13 @@ impl Syncer {
         }
         let kept = dirty.len();
         self.ranges.accounts.entry(chunk).or_default().add(
-            built,
+            &built,
             &keys,
             kept,
             &|i| dirty[i],
             &mut batch.nodes,
         );
+        self.return_scratch(built);
         let task = &mut self.progress.tasks[chunk];
         match last_kept.map(|i| keys[i]) {
             Some(k) if k == limit => task.fetched = true,
@@ -648,7 +652,7 @@ impl Syncer {
             let last = i + 1 == n;
             let proven = last && !r.proof.is_empty();
             if proven {
-                let mut built = Collected::with_capacity(2 * keys.len());
+                let mut built = self.take_scratch(keys.len());
                 match verify_range_nodes(root, &first_origin, &keys, &values, &r.proof, &mut |n| {
                     built.push(n)
                 }) {
@@ -709,8 +713,9 @@ impl Syncer {
                 if ranges.tag != root {
                     *ranges = RangeNodes::new(root);
                 }
-                ranges.add(built, &keys, keys.len(), &|_| false, &mut batch.nodes);
+                ranges.add(&built, &keys, keys.len(), &|_| false, &mut batch.nodes);
             }
+            self.return_scratch(built);
         }
         for (acct, complete, next) in outcome {
             if let Some(t) = self.progress.storage.get_mut(&acct) {
@@ -838,6 +843,19 @@ impl Syncer {
         out
     }
 
+    /// The reusable node buffer, emptied, with room for a range of `leaves` leaves; give it
+    /// back with [`Syncer::return_scratch`].
+    fn take_scratch(&mut self, leaves: usize) -> Collected {
+        let mut c = std::mem::take(&mut self.scratch);
+        c.clear();
+        c.reserve(2 * leaves);
+        c
+    }
+
+    fn return_scratch(&mut self, c: Collected) {
+        self.scratch = c;
+    }
+
     /// Builds and stores trie nodes over finished storage tries and account chunks, and
     /// persists the progress.
     pub fn generate(&mut self, store: &mut dyn SyncStore) {
@@ -847,7 +865,7 @@ impl Syncer {
     /// [`Syncer::generate`]; the progress is written when it changed here or when `persist`
     /// (callers that have just committed it pass false and save a copy per reply).
     fn build_finished(&mut self, store: &mut dyn SyncStore, persist: bool) {
-        let mut batch = WriteBatch::default();
+        let mut batch = store.spare_batch().unwrap_or_default();
         let done: Vec<B256> =
             self.progress.storage.iter().filter(|(_, t)| t.complete).map(|(a, _)| *a).collect();
         for acct in &done {
@@ -865,6 +883,7 @@ impl Syncer {
         if changed {
             // storage nodes must be visible before account chunks check for them
             store.commit(std::mem::take(&mut batch));
+            batch = store.spare_batch().unwrap_or_default();
         }
         for i in 0..self.progress.tasks.len() {
             let t = &self.progress.tasks[i];
@@ -1627,7 +1646,7 @@ impl Syncer {
         let values: Vec<&[u8]> = set.iter().map(|s| &s.data[..]).collect();
         // the verified chunk's exact subtrees: stored now, and stood in by hash when the
         // contract's trie is generated, instead of re-hashing its leaves then
-        let mut built = Collected::with_capacity(2 * keys.len());
+        let mut built = self.take_scratch(keys.len());
         let more = if r.proof.is_empty() {
             // no proof: the keys must be the whole trie
             if origin != B256::ZERO {
@@ -1660,8 +1679,9 @@ impl Syncer {
             if ranges.tag != root {
                 *ranges = RangeNodes::new(root);
             }
-            ranges.add(built, &keys, keys.len(), &|_| false, &mut batch.nodes);
+            ranges.add(&built, &keys, keys.len(), &|_| false, &mut batch.nodes);
         }
+        self.return_scratch(built);
         if let Some(t) = self.progress.storage.get_mut(&account).filter(|t| t.root == root) {
             if complete {
                 t.complete = true;

@@ -55,6 +55,12 @@ impl NodeBatch {
         self.bytes.reserve(bytes);
     }
 
+    /// Removes every node, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.ends.clear();
+        self.bytes.clear();
+    }
+
     /// Removes every node after the first `len`.
     pub fn truncate(&mut self, len: usize) {
         if len < self.ends.len() {

@@ -55,6 +55,18 @@ impl Collected {
         Self { nodes: Vec::with_capacity(n), bytes: Vec::with_capacity(n * Self::BYTES_PER_NODE) }
     }
 
+    /// Forgets every node, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.nodes.clear();
+        self.bytes.clear();
+    }
+
+    /// Makes room for `n` more nodes.
+    pub fn reserve(&mut self, n: usize) {
+        self.nodes.reserve(n);
+        self.bytes.reserve(n * Self::BYTES_PER_NODE);
+    }
+
     /// Records one reported node.
     pub fn push(&mut self, n: BuiltNode<'_>) {
         let path = self.bytes.len()..self.bytes.len() + n.path.len();
@@ -95,7 +107,7 @@ impl RangeNodes {
     /// leaf under them is `dirty`, else held for [`RangeNodes::generate`].
     pub fn add(
         &mut self,
-        nodes: Collected,
+        nodes: &Collected,
         keys: &[B256],
         kept: usize,
         dirty: &dyn Fn(usize) -> bool,
@@ -108,7 +120,7 @@ impl RangeNodes {
         }
         // (leaves, path in `nodes.bytes`, exact subtree without its path yet)
         let mut maximal: Vec<(Range<usize>, Range<usize>, Exact)> = Vec::new();
-        for (path, leaves, hash, rlp) in nodes.nodes {
+        for (path, leaves, hash, rlp) in nodes.nodes.iter().cloned() {
             if leaves.is_empty() || leaves.end > kept {
                 continue;
             }
@@ -255,7 +267,7 @@ mod tests {
                 };
                 let mut got = Collected::default();
                 verify_range_nodes(root, &origin, &keys, &values, &proof, &mut |b| got.push(b)).unwrap();
-                ranges.add(got, &keys, keys.len(), &|i| dirty(start + i), &mut out);
+                ranges.add(&got, &keys, keys.len(), &|i| dirty(start + i), &mut out);
                 start = end;
             }
             // before generation nothing above a dirty leaf was written
@@ -289,7 +301,7 @@ mod tests {
         );
         assert_eq!(root, Ok(false));
         let mut out = NodeBatch::default();
-        ranges.add(got, &keys, keys.len(), &|i| i == 10, &mut out);
+        ranges.add(&got, &keys, keys.len(), &|i| i == 10, &mut out);
         ranges.generate(&all, &|i| i != 10, &|_| true, &mut out);
         let whole_root = build(&all, &mut |_| {});
         assert!(out.iter().all(|(h, _)| *h != whole_root));
