@@ -176,6 +176,8 @@ pub struct Syncer {
     ranges: TaskRanges,
     /// A buffer for the nodes a range verification reports, reused reply after reply.
     scratch: Collected,
+    /// An empty write batch nothing was committed from, kept for its buffers.
+    spare: Option<WriteBatch>,
     /// Planted-bug state (tests only).
     stuck_chunks: BTreeSet<usize>,
     lost_root_chunks: BTreeSet<usize>,
@@ -207,6 +209,7 @@ impl Syncer {
             penalised: BTreeSet::new(),
             ranges: TaskRanges::default(),
             scratch: Collected::default(),
+            spare: None,
             stuck_chunks: BTreeSet::new(),
             lost_root_chunks: BTreeSet::new(),
         };
@@ -455,7 +458,7 @@ impl Syncer {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.finished(req.kind);
         }
-        let mut batch = store.spare_batch().unwrap_or_default();
+        let mut batch = self.take_batch(store);
         let verdict = match (msg, req.work.clone()) {
             (Message::AccountRange(r), Work::Accounts { chunk, origin, limit }) => {
                 self.on_accounts(store, &mut batch, &req, r, chunk, origin, limit)
@@ -826,9 +829,7 @@ impl Syncer {
         if self.dirty {
             batch.progress = Some(self.progress_record(store));
         }
-        if !batch.is_empty() {
-            store.commit(batch);
-        }
+        self.commit(store, batch);
         if self.dirty {
             self.dirty = false;
             self.build_finished(store, false);
@@ -865,7 +866,7 @@ impl Syncer {
     /// [`Syncer::generate`]; the progress is written when it changed here or when `persist`
     /// (callers that have just committed it pass false and save a copy per reply).
     fn build_finished(&mut self, store: &mut dyn SyncStore, persist: bool) {
-        let mut batch = store.spare_batch().unwrap_or_default();
+        let mut batch = self.take_batch(store);
         let done: Vec<B256> =
             self.progress.storage.iter().filter(|(_, t)| t.complete).map(|(a, _)| *a).collect();
         for acct in &done {
@@ -883,7 +884,7 @@ impl Syncer {
         if changed {
             // storage nodes must be visible before account chunks check for them
             store.commit(std::mem::take(&mut batch));
-            batch = store.spare_batch().unwrap_or_default();
+            batch = self.take_batch(store);
         }
         for i in 0..self.progress.tasks.len() {
             let t = &self.progress.tasks[i];
@@ -898,7 +899,19 @@ impl Syncer {
         if persist || changed {
             batch.progress = Some(self.progress_record(store));
         }
-        if !batch.is_empty() {
+        self.commit(store, batch);
+    }
+
+    /// An empty write batch, reusing the buffers of an earlier one when there is one.
+    fn take_batch(&mut self, store: &mut dyn SyncStore) -> WriteBatch {
+        self.spare.take().or_else(|| store.spare_batch()).unwrap_or_default()
+    }
+
+    /// Commits `batch` unless it is empty, in which case its buffers are kept for the next.
+    fn commit(&mut self, store: &mut dyn SyncStore, batch: WriteBatch) {
+        if batch.is_empty() {
+            self.spare = Some(batch);
+        } else {
             store.commit(batch);
         }
     }
