@@ -83,6 +83,11 @@ impl Account {
         }
     }
 
+    /// Appends the full RLP (see [`Account::encode_full`]) to `out`.
+    pub fn encode_full_into(&self, out: &mut Vec<u8>) {
+        self.encode_into(false, out);
+    }
+
     /// Full RLP `[nonce, balance, storageRoot, codeHash]`: the trie leaf value.
     pub fn encode_full(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(80);

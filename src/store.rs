@@ -110,6 +110,13 @@ pub trait SyncStore: NodeSource {
     fn code(&self, hash: &B256) -> Option<&[u8]>;
     /// Flat accounts with `from <= key <= to`, in key order.
     fn accounts_in(&self, from: &B256, to: &B256) -> Vec<(B256, Account)>;
+    /// Calls `f` on each flat account with `from <= key <= to`, in key order, without
+    /// copying them out (the default goes through [`SyncStore::accounts_in`]).
+    fn for_each_account_in(&self, from: &B256, to: &B256, f: &mut dyn FnMut(&B256, &Account)) {
+        for (k, a) in self.accounts_in(from, to) {
+            f(&k, &a);
+        }
+    }
     /// Flat storage of one account, in slot order (borrowed: no copy of a large contract's
     /// slots).
     fn slots_of(&self, account: &B256) -> &[(B256, SlotValue)];
@@ -237,6 +244,11 @@ impl SyncStore for MemStore {
             return Vec::new();
         }
         self.accounts.range(*from..=*to).map(|(k, a)| (*k, *a)).collect()
+    }
+    fn for_each_account_in(&self, from: &B256, to: &B256, f: &mut dyn FnMut(&B256, &Account)) {
+        if from <= to {
+            self.accounts.range(*from..=*to).for_each(|(k, a)| f(k, a));
+        }
     }
     fn slots_of(&self, account: &B256) -> &[(B256, SlotValue)] {
         self.slots.get(account).map_or(&[], |v| &v[..])

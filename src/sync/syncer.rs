@@ -24,8 +24,6 @@ use tracing::debug;
 /// How long an empty reply keeps a peer out of work for the same root (ms).
 const STATELESS_FOR_MS: u64 = 60_000;
 
-/// Trie nodes as (hash, rlp).
-
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -528,17 +526,22 @@ impl Syncer {
         }
         let mut keys = Vec::with_capacity(r.accounts.len());
         let mut accounts = Vec::with_capacity(r.accounts.len());
-        let mut values = Vec::with_capacity(r.accounts.len());
+        // every leaf's full encoding in one buffer: no allocation per account
+        let mut encoded = Vec::with_capacity(r.accounts.len() * 80);
+        let mut ends = Vec::with_capacity(r.accounts.len());
         for a in &r.accounts {
             match Account::decode_slim(&a.body) {
                 Ok(acc) => {
                     keys.push(a.hash);
-                    values.push(acc.encode_full());
+                    acc.encode_full_into(&mut encoded);
+                    ends.push(encoded.len());
                     accounts.push(acc);
                 }
                 Err(e) => return Verdict::Fault(format!("bad account body: {e}")),
             }
         }
+        let values: Vec<&[u8]> =
+            ends.iter().scan(0, |start, &end| Some(&encoded[std::mem::replace(start, end)..end])).collect();
         let mut built = self.take_scratch(keys.len());
         let has_more =
             match verify_range_nodes(req.root, &origin, &keys, &values, &r.proof, &mut |n| built.push(n)) {
@@ -1776,19 +1779,29 @@ const MAX_SPLIT_CHUNKS: usize = 16;
 /// nodes whose whole key range lies inside the chunk and whose accounts all have their
 /// storage and code stored. Boundary nodes are left for healing.
 fn generate_chunk(store: &dyn SyncStore, t: &AccountTask, ranges: RangeNodes, batch: &mut WriteBatch) {
-    let accounts = store.accounts_in(&t.start, &t.last);
-    if accounts.is_empty() {
-        return;
-    }
-    let mut dirty_before = Vec::with_capacity(accounts.len() + 1);
-    dirty_before.push(0u32);
-    let mut leaves = Vec::with_capacity(accounts.len());
-    for (k, a) in &accounts {
+    // every leaf's full encoding in one buffer: no allocation per account
+    let mut encoded = Vec::new();
+    let mut keys: Vec<(B256, usize)> = Vec::new();
+    let mut dirty_before = vec![0u32];
+    store.for_each_account_in(&t.start, &t.last, &mut |k, a| {
         let clean = (a.storage_root == EMPTY_ROOT || store.has_node(&a.storage_root))
             && (a.code_hash == EMPTY_CODE || store.code(&a.code_hash).is_some());
         dirty_before.push(dirty_before.last().copied().unwrap_or(0) + u32::from(!clean));
-        leaves.push((*k, a.encode_full()));
+        a.encode_full_into(&mut encoded);
+        keys.push((*k, encoded.len()));
+    });
+    if keys.is_empty() {
+        return;
     }
+    let mut start = 0;
+    let leaves: Vec<(B256, &[u8])> = keys
+        .iter()
+        .map(|(k, end)| {
+            let leaf = (*k, &encoded[start..*end]);
+            start = *end;
+            leaf
+        })
+        .collect();
     let whole = t.start == B256::ZERO && t.last == B256::repeat_byte(0xff);
     let inside = |path: &[u8]| {
         min_key_with_prefix(path) >= t.start
