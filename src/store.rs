@@ -143,9 +143,12 @@ pub trait SyncStore: NodeSource {
     /// A hint that `node(hash)` follows soon (a walk queues it): start fetching where it is
     /// indexed. No effect on results; the default does nothing.
     fn prefetch_node(&self, _hash: &B256) {}
-    /// A hint that `node(hash)` follows next: start fetching the node itself (best after
-    /// [`SyncStore::prefetch_node`]). No effect on results; the default does nothing.
-    fn prefetch_node_data(&self, _hash: &B256) {}
+    /// Pushes onto `out` what `node(hash)` gives for each of `hashes`, in order: for walks
+    /// that know several nodes they need next, so that a store can overlap their fetches. The
+    /// default looks them up one by one.
+    fn nodes<'s>(&'s self, hashes: &[B256], out: &mut Vec<Option<&'s [u8]>>) {
+        out.extend(hashes.iter().map(|h| self.node(h)));
+    }
 }
 
 /// A [`SyncStore`] seen as a writable trie node store.
@@ -305,8 +308,8 @@ impl SyncStore for MemStore {
     fn prefetch_node(&self, hash: &B256) {
         self.nodes.prefetch(hash);
     }
-    fn prefetch_node_data(&self, hash: &B256) {
-        self.nodes.prefetch_record(hash);
+    fn nodes<'s>(&'s self, hashes: &[B256], out: &mut Vec<Option<&'s [u8]>>) {
+        self.nodes.get_many(hashes, out);
     }
 }
 
