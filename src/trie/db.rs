@@ -143,7 +143,7 @@ impl Index {
     /// Doubles the table (to at least [`Index::MIN_SLOTS`]), re-placing every entry by its tag.
     fn grow(&mut self) {
         let size = (self.slots.len() * 2).max(Self::MIN_SLOTS);
-        let old = std::mem::replace(&mut self.slots, vec![0; size]);
+        let old = std::mem::replace(&mut self.slots, crate::trie::mem::populated_zeros(size));
         for s in old.into_iter().filter(|s| *s != 0) {
             let mut i = self.home(s >> LOC_BITS);
             while self.slots[i] != 0 {
@@ -291,7 +291,7 @@ impl MemNodes {
             self.chunks.last().is_some_and(|c| c.capacity() - c.len() >= need && c.len() + need <= MAX_CHUNK);
         if !fits {
             let next = self.chunks.last().map_or(FIRST_CHUNK, |c| (c.capacity() * 2).min(MAX_CHUNK));
-            self.chunks.push(Vec::with_capacity(next.max(need)));
+            self.chunks.push(crate::trie::mem::populated_bytes(next.max(need)));
         }
         let index = self.chunks.len() - 1;
         assert!(index < MAX_CHUNKS, "node arena beyond {MAX_CHUNKS} chunks (64 GiB)");
