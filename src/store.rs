@@ -170,22 +170,23 @@ impl crate::trie::db::NodeDb for StoreNodes<'_> {
 /// into the sorted, unique `slots`; a slot already
 /// held takes the new value. Appending past the last slot (the common case) moves nothing.
 fn merge_slots(slots: &mut Vec<(B256, SlotValue)>, run: &[(B256, B256, SlotValue)]) {
-    let Some(first) = run.first().map(|r| r.1) else { return };
+    let (Some(first), Some(last)) = (run.first().map(|r| r.1), run.last().map(|r| r.1)) else { return };
     let at = slots.partition_point(|(s, _)| *s < first);
-    let mut new = run.iter().map(|(_, s, v)| (*s, v.clone())).peekable();
-    let last = run[run.len() - 1].1;
-    if at == slots.len() || slots[at].0 > last {
-        // no overlap (a chunk of a split contract lands between chunks already held): one
-        // move of the tail, no copy of it
+    let end = at + slots[at..].partition_point(|(s, _)| *s <= last);
+    let new = run.iter().map(|(_, s, v)| (*s, v.clone()));
+    if at == end {
+        // no overlap (appended, or a chunk of a split contract landing between chunks already
+        // held): at most one move of the tail
+        reserve_slots(slots, run.len());
         slots.splice(at..at, new);
         return;
     }
-    let tail = slots.split_off(at);
-    slots.reserve(tail.len() + run.len());
-    let mut old = tail.into_iter().peekable();
+    // merge only the held slots between the run's first and last key
+    let mut merged = Vec::with_capacity(end - at + run.len());
+    let mut old = slots[at..end].iter().cloned().peekable();
+    let mut new = new.peekable();
     loop {
-        let (o, n) = (old.peek().map(|o| o.0), new.peek().map(|n| n.0));
-        let next = match (o, n) {
+        let next = match (old.peek().map(|o| o.0), new.peek().map(|n| n.0)) {
             (Some(o), Some(n)) if n < o => new.next(),
             (Some(o), Some(n)) if n == o => {
                 old.next(); // replaced by the new value
@@ -195,8 +196,24 @@ fn merge_slots(slots: &mut Vec<(B256, SlotValue)>, run: &[(B256, B256, SlotValue
             (None, Some(_)) => new.next(),
             (None, None) => break,
         };
-        slots.extend(next);
+        merged.extend(next);
     }
+    reserve_slots(slots, merged.len().saturating_sub(end - at));
+    slots.splice(at..end, merged);
+}
+
+/// Makes room for `extra` more slots, doubling; a large new buffer has its pages faulted in
+/// at once (see `trie::mem`) instead of a trap per page as it fills.
+fn reserve_slots(slots: &mut Vec<(B256, SlotValue)>, extra: usize) {
+    let need = slots.len() + extra;
+    if need <= slots.capacity() {
+        return;
+    }
+    let cap = need.max(slots.capacity() * 2);
+    let mut grown: Vec<(B256, SlotValue)> = Vec::with_capacity(cap);
+    crate::trie::mem::populate(grown.as_ptr().cast(), cap * std::mem::size_of::<(B256, SlotValue)>());
+    grown.append(slots);
+    *slots = grown;
 }
 
 /// In-memory [`SyncStore`]; the simulator keeps it across a node crash and restart.

@@ -3,7 +3,7 @@
 pub mod batch;
 pub mod build;
 pub mod db;
-mod mem;
+pub(crate) mod mem;
 pub mod nibbles;
 pub mod node;
 pub mod range;
