@@ -341,6 +341,38 @@ mod tests {
     /// The slot table behaves like a map of (account, slot): appends, merges into the middle,
     /// overwrites, unsorted batches and repeated writes within one batch (the last wins).
     #[test]
+    fn slot_table_matches_a_map_on_random_runs() {
+        // runs of sorted slots from a small key space: appends, middle inserts, overlaps, and
+        // vectors large enough to take the pre-faulted growth path
+        let mut store = MemStore::default();
+        let mut model: BTreeMap<B256, SlotValue> = BTreeMap::new();
+        let acct = B256::repeat_byte(9);
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..300u64 {
+            let start = next() % 60_000;
+            let len = 1 + next() % if round % 10 == 0 { 8_000 } else { 40 };
+            let step = 1 + next() % 3;
+            let mut b = WriteBatch::default();
+            for k in 0..len {
+                let mut key = [0u8; 32];
+                key[24..].copy_from_slice(&(start + k * step).to_be_bytes());
+                let val = v((round % 251) as u8);
+                b.slots.push((acct, B256::from(key), val.clone()));
+                model.insert(B256::from(key), val);
+            }
+            store.commit(b);
+        }
+        let want: Vec<(B256, SlotValue)> = model.into_iter().collect();
+        assert_eq!(store.slots_of(&acct), want);
+    }
+
+    #[test]
     fn slot_table_matches_a_map() {
         let mut store = MemStore::default();
         let mut model: BTreeMap<(B256, B256), SlotValue> = BTreeMap::new();
