@@ -501,7 +501,7 @@ impl<'a, N: Network> Node<'a, N> {
                 if !self.peers.contains(&peer) {
                     return Ok(());
                 }
-                let decoded = Message::decode(&bytes, &self.cfg.limits);
+                let decoded = Message::decode_owned(bytes, &self.cfg.limits);
                 if decoded.is_ok() {
                     if let Some(s) = &mut self.syncer {
                         s.note_message(peer);

@@ -147,6 +147,17 @@ impl Message {
     /// Never panics; memory use is bounded by a small multiple of `bytes.len()`
     /// and by the list limits.
     pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Self, CodecError> {
+        Self::decode_checked(bytes, limits)
+    }
+
+    /// [`Message::decode`] taking ownership of the buffer: byte strings in the message
+    /// (account bodies, slot values, proof nodes, codes) become shared slices of it instead
+    /// of one allocation and copy each.
+    pub fn decode_owned(bytes: Vec<u8>, limits: &Limits) -> Result<Self, CodecError> {
+        super::read::with_source(bytes.into(), |b| Self::decode_checked(b, limits))
+    }
+
+    fn decode_checked(bytes: &[u8], limits: &Limits) -> Result<Self, CodecError> {
         if bytes.len() > limits.max_message_bytes {
             return Err(CodecError::TooLarge { size: bytes.len(), limit: limits.max_message_bytes });
         }

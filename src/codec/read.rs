@@ -23,9 +23,41 @@ pub(super) fn string<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8]> {
     Ok(Header::decode_bytes(buf, false)?)
 }
 
-/// Reads an RLP string as owned bytes.
+thread_local! {
+    /// The buffer being decoded by [`with_source`], if any: strings inside it are taken as
+    /// shared slices of it instead of copies.
+    static SOURCE: std::cell::RefCell<Option<Bytes>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `decode` with `whole` as the source that [`bytes`] slices from (no allocation or copy
+/// per string; the slices keep `whole` alive). Restores the previous source afterwards.
+pub(super) fn with_source<T>(whole: Bytes, decode: impl FnOnce(&[u8]) -> T) -> T {
+    struct Restore(Option<Bytes>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            SOURCE.with(|s| *s.borrow_mut() = prev);
+        }
+    }
+    let view = whole.clone();
+    let _restore = Restore(SOURCE.with(|s| s.borrow_mut().replace(whole)));
+    decode(&view)
+}
+
+/// Reads an RLP string as owned bytes: a slice of the source buffer when decoding inside
+/// [`with_source`], else a copy.
 pub(super) fn bytes(buf: &mut &[u8]) -> Result<Bytes> {
-    Ok(Bytes::copy_from_slice(string(buf)?))
+    let raw = string(buf)?;
+    Ok(SOURCE.with(|s| match &*s.borrow() {
+        Some(whole) if contains(whole, raw) => whole.slice_ref(raw),
+        _ => Bytes::copy_from_slice(raw),
+    }))
+}
+
+/// Whether `part` lies inside `whole`'s memory.
+fn contains(whole: &[u8], part: &[u8]) -> bool {
+    let (w, p) = (whole.as_ptr() as usize, part.as_ptr() as usize);
+    p >= w && p + part.len() <= w + whole.len()
 }
 
 /// Reads a canonical RLP unsigned integer that fits in a `u64`.

@@ -44,6 +44,7 @@ fn roundtrip(m: Message) -> Result<(), TestCaseError> {
     let encoded = m.encode();
     prop_assert_eq!(encoded.len(), m.encoded_len());
     prop_assert_eq!(encoded.first().copied(), Some(m.code()));
+    prop_assert_eq!(Message::decode_owned(encoded.clone(), &Limits::default()), Ok(m.clone()));
     prop_assert_eq!(decode(&encoded), Ok(m));
     Ok(())
 }
@@ -122,6 +123,17 @@ proptest! {
         let bytes = m.encode();
         let cut = at.index(bytes.len());
         prop_assert!(decode(bytes.get(..cut).unwrap_or_default()).is_err());
+    }
+
+    #[test]
+    fn owned_decoding_agrees_with_borrowed(m in strategies::message(), at in any::<Index>(), flip in any::<u8>()) {
+        // same result (message or error) on any input, damaged or not
+        let mut bytes = m.encode();
+        if !bytes.is_empty() {
+            let i = at.index(bytes.len());
+            bytes[i] ^= flip;
+        }
+        prop_assert_eq!(Message::decode_owned(bytes.clone(), &Limits::default()), decode(&bytes));
     }
 
     #[test]
