@@ -20,3 +20,8 @@ pub fn root_from_sorted<'a>(leaves: impl IntoIterator<Item = (B256, &'a [u8])>) 
 pub fn storage_value_rlp(value: U256) -> Vec<u8> {
     alloy_rlp::encode(value)
 }
+
+/// [`storage_value_rlp`], appended to `out`.
+pub fn storage_value_rlp_into(value: U256, out: &mut Vec<u8>) {
+    alloy_rlp::Encodable::encode(&value, out);
+}

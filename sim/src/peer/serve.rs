@@ -14,7 +14,7 @@ use syncsim_node::codec::{
 use syncsim_node::primitives::{EMPTY_CODE, EMPTY_ROOT};
 use syncsim_node::state::State;
 use syncsim_node::trie::nibbles::hex_prefix_decode;
-use syncsim_node::trie::root::storage_value_rlp;
+use syncsim_node::trie::root::storage_value_rlp_into;
 use syncsim_node::trie::walk::{get, iter_from, node_at_path, prove};
 use syncsim_node::trie::{prove_range, MemNodes};
 
@@ -127,7 +127,10 @@ pub(super) fn storage_ranges(
     let storage_roots: Vec<B256> =
         req.account_hashes.iter().map(|a| storage_root(db, req.root, a)).collect::<Option<_>>()?;
     let hard_limit = budget.saturating_add(budget / 10);
-    let mut slots = Vec::new();
+    // every value is encoded into one buffer; the reply's values are slices of it (no
+    // allocation per slot)
+    let mut values: Vec<u8> = Vec::new();
+    let mut sets: Vec<Vec<(B256, usize, usize)>> = Vec::new();
     let mut roots = Vec::new();
     let mut proof = Vec::new();
     let mut last_origin = B256::ZERO;
@@ -142,15 +145,17 @@ pub(super) fn storage_ranges(
         } else {
             (B256::ZERO, B256::repeat_byte(0xff))
         };
-        let mut set = Vec::new();
+        let mut set: Vec<(B256, usize, usize)> = Vec::new();
         let (mut stopped, mut more) = (false, false);
-        let mut visit = |hash: B256, data: Bytes| {
+        let mut visit = |hash: B256, data: &[u8]| {
             if stopped || size >= hard_limit {
                 more = true;
                 return false;
             }
             size += 32 + data.len() as u64;
-            set.push(StorageData { hash, data });
+            let start = values.len();
+            values.extend_from_slice(data);
+            set.push((hash, start, values.len()));
             stopped = hash >= limit;
             true
         };
@@ -161,23 +166,25 @@ pub(super) fn storage_ranges(
             .filter(|slots| slots.is_empty() == (sroot == EMPTY_ROOT));
         match flat_slots {
             Some(slots) => {
+                let mut rlp = Vec::with_capacity(33);
                 for (hash, value) in slots.range(origin..) {
-                    if !visit(*hash, storage_value_rlp(*value).into()) {
+                    rlp.clear();
+                    storage_value_rlp_into(*value, &mut rlp);
+                    if !visit(*hash, &rlp) {
                         break;
                     }
                 }
             }
             None => {
-                iter_from(db, sroot, &origin, &mut |hash, value| visit(hash, Bytes::copy_from_slice(value)))
-                    .ok()?;
+                iter_from(db, sroot, &origin, &mut |hash, value| visit(hash, value)).ok()?;
             }
         }
         // Partial: cut by the limit or the hard cap, or started past zero in a non-empty trie.
         let partial = more || (!origin.is_zero() && sroot != EMPTY_ROOT);
         if partial {
-            proof = edge_proof(db, sroot, &origin, set.last().map(|s| &s.hash))?;
+            proof = edge_proof(db, sroot, &origin, set.last().map(|s| &s.0))?;
         }
-        slots.push(set);
+        sets.push(set);
         roots.push(sroot);
         last_origin = origin;
         // A proved (partial) set ends the reply: a proof can only cover the last set.
@@ -185,6 +192,13 @@ pub(super) fn storage_ranges(
             break;
         }
     }
+    let values = Bytes::from(values);
+    let slots = sets
+        .into_iter()
+        .map(|set| {
+            set.into_iter().map(|(hash, a, b)| StorageData { hash, data: values.slice(a..b) }).collect()
+        })
+        .collect();
     Some(StorageServed {
         reply: StorageRanges { request_id: req.request_id, slots, proof },
         roots,
