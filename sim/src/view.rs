@@ -23,4 +23,17 @@ pub trait ChainView {
     fn flat_state(&self, _root: &B256) -> Option<&State> {
         None
     }
+    /// The storage root of `account` in the state `root`; `None` if the account is unknown.
+    /// The default reads it from the account trie; a chain may remember answers (each is a
+    /// pure function of content-addressed data, so nothing ever invalidates one).
+    fn storage_root(&self, root: &B256, account: &B256) -> Option<B256> {
+        storage_root_in(self.nodes(), root, account)
+    }
+}
+
+/// The storage root of `account` in the state `root`, read from the account trie in `db`;
+/// `None` if the account is unknown or its leaf does not decode.
+pub fn storage_root_in(db: &MemNodes, root: &B256, account: &B256) -> Option<B256> {
+    let leaf = syncsim_node::trie::walk::get(db, *root, account).ok()??;
+    syncsim_node::account::Account::decode_full(&leaf).ok().map(|a| a.storage_root)
 }

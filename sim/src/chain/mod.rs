@@ -25,12 +25,15 @@ use alloy_primitives::{keccak256, Bytes, B256};
 use blocks::{Drafter, KeySet, Pending, Prior, PriorStorage, Undo};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::{btree_map, hash_map, BTreeMap};
+use std::cell::RefCell;
+use std::collections::{btree_map, hash_map, BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
 use syncsim_node::account::Account;
 use syncsim_node::codec::{AccountChange, Block, BlockBody, Header, StorageChange};
 use syncsim_node::primitives::{EMPTY_CODE, EMPTY_ROOT};
 use syncsim_node::state::{AccountData, State};
 use syncsim_node::trie::db::HashKeyed;
+use syncsim_node::trie::db::KeyHasher;
 use syncsim_node::trie::root::storage_value_rlp;
 use syncsim_node::trie::update::{apply, Update};
 use syncsim_node::trie::{walk, MemNodes};
@@ -85,6 +88,10 @@ pub struct Chain {
     stats: ChangeStats,
     /// Set once the flat states are dropped or moved out: no root is served flat any more.
     flat_retired: bool,
+    /// Storage roots peers looked up, by (state root, account): an answer never changes (the
+    /// account trie under a root is immutable), so peers asking for the same contract's
+    /// storage under the same root, as a sync does again and again, descend the trie once.
+    storage_roots: RefCell<StorageRootMemo>,
 }
 
 /// The rng of blocks produced after `generation` reorgs: its own ChaCha stream, so the chain
@@ -147,6 +154,7 @@ impl Chain {
             contracts,
             stats: ChangeStats::default(),
             flat_retired: false,
+            storage_roots: RefCell::default(),
         }
     }
 
@@ -458,7 +466,26 @@ impl Chain {
     }
 }
 
+/// Remembered storage roots: (state root, account) -> storage root (`None`: no such account).
+type StorageRootMemo = HashMap<(B256, B256), Option<B256>, BuildHasherDefault<KeyHasher>>;
+
+/// Most storage roots remembered; the memo starts over when full.
+const STORAGE_ROOT_MEMO: usize = 1 << 18;
+
 impl ChainView for Chain {
+    fn storage_root(&self, root: &B256, account: &B256) -> Option<B256> {
+        if let Some(known) = self.storage_roots.borrow().get(&(*root, *account)) {
+            return *known;
+        }
+        let found = crate::view::storage_root_in(&self.nodes, root, account);
+        let mut memo = self.storage_roots.borrow_mut();
+        if memo.len() >= STORAGE_ROOT_MEMO {
+            memo.clear();
+        }
+        memo.insert((*root, *account), found);
+        found
+    }
+
     fn nodes(&self) -> &MemNodes {
         &self.nodes
     }

@@ -145,7 +145,7 @@ impl PeerServer {
         }
         let db = chain.nodes();
         let flat = chain.flat_state(&req.root);
-        let Some(mut served) = serve::account_range(db, flat, req, self.budget(req.response_bytes)) else {
+        let Some(mut served) = serve::account_range(chain, flat, req, self.budget(req.response_bytes)) else {
             return empty;
         };
         if self.has(Behaviour::GappedRange) {
@@ -179,7 +179,8 @@ impl PeerServer {
         }
         let db = chain.nodes();
         let flat = chain.flat_state(&req.root);
-        let Some(mut served) = serve::storage_ranges(db, flat, req, self.budget(req.response_bytes)) else {
+        let Some(mut served) = serve::storage_ranges(chain, flat, req, self.budget(req.response_bytes))
+        else {
             return empty;
         };
         if self.has(Behaviour::GappedRange) {

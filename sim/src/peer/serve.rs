@@ -3,7 +3,7 @@
 //! `behaviour.rs` start from these replies.
 
 use super::{MAX_LOOKUPS, MAX_SERVE_ITEMS, SOFT_RESPONSE_LIMIT};
-use crate::view::ChainView;
+use crate::view::{storage_root_in, ChainView};
 use alloy_primitives::{Bytes, B256};
 use alloy_rlp::Encodable;
 use syncsim_node::account::Account;
@@ -15,7 +15,7 @@ use syncsim_node::primitives::{EMPTY_CODE, EMPTY_ROOT};
 use syncsim_node::state::State;
 use syncsim_node::trie::nibbles::hex_prefix_decode;
 use syncsim_node::trie::root::storage_value_rlp_into;
-use syncsim_node::trie::walk::{get, iter_from, node_at_path, prove};
+use syncsim_node::trie::walk::{iter_from, node_at_path, prove};
 use syncsim_node::trie::{prove_range, MemNodes};
 
 /// An `AccountRange` with what the tampering code needs to know about it.
@@ -56,11 +56,12 @@ fn edge_proof(db: &MemNodes, root: B256, origin: &B256, last: Option<&B256>) -> 
 /// are read from it in key order (the trie gives only contracts' storage roots and the edge
 /// proof); the reply is the same.
 pub(super) fn account_range(
-    db: &MemNodes,
+    chain: &dyn ChainView,
     flat: Option<&State>,
     req: &GetAccountRange,
     budget: u64,
 ) -> Option<AccountServed> {
+    let db = chain.nodes();
     let (root, origin, limit) = (req.root, req.starting_hash, req.limit_hash);
     let mut accounts = Vec::new();
     let mut size = 0u64;
@@ -80,7 +81,7 @@ pub(super) fn account_range(
         Some(flat) => {
             for (hash, data) in flat.accounts.range(origin..) {
                 let storage_root =
-                    if data.storage.is_empty() { EMPTY_ROOT } else { storage_root(db, root, hash)? };
+                    if data.storage.is_empty() { EMPTY_ROOT } else { chain.storage_root(&root, hash)? };
                 if !visit(*hash, data.to_account(storage_root)) {
                     break;
                 }
@@ -108,24 +109,19 @@ pub(super) fn account_range(
     Some(AccountServed { reply: AccountRange { request_id: req.request_id, accounts, proof }, root, origin })
 }
 
-/// Storage root of `account` in the state `root`; `None` if the account is unknown.
-pub(super) fn storage_root(db: &MemNodes, root: B256, account: &B256) -> Option<B256> {
-    let leaf = get(db, root, account).ok()??;
-    Account::decode_full(&leaf).ok().map(|a| a.storage_root)
-}
-
 /// Serves a `GetStorageRanges` for a root the peer holds. `None` when an account is unknown or
 /// a trie cannot be read (the caller then sends an empty reply). With `flat`, the flat state of
 /// `req.root`, slots are read from it in key order (the trie gives the storage roots and the
 /// edge proof); the reply is the same.
 pub(super) fn storage_ranges(
-    db: &MemNodes,
+    chain: &dyn ChainView,
     flat: Option<&State>,
     req: &GetStorageRanges,
     budget: u64,
 ) -> Option<StorageServed> {
+    let db = chain.nodes();
     let storage_roots: Vec<B256> =
-        req.account_hashes.iter().map(|a| storage_root(db, req.root, a)).collect::<Option<_>>()?;
+        req.account_hashes.iter().map(|a| chain.storage_root(&req.root, a)).collect::<Option<_>>()?;
     let hard_limit = budget.saturating_add(budget / 10);
     // every value is encoded into one buffer; the reply's values are slices of it (no
     // allocation per slot)
@@ -268,7 +264,7 @@ pub(super) fn trie_nodes(db: &MemNodes, req: &GetTrieNodes, budget: u64) -> Trie
                 lookups += 1;
                 let sroot = <[u8; 32]>::try_from(&account[..])
                     .ok()
-                    .and_then(|a| storage_root(db, req.root, &B256::from(a)));
+                    .and_then(|a| storage_root_in(db, &req.root, &B256::from(a)));
                 if let Some(sroot) = sroot {
                     for path in paths {
                         lookups += 1;

@@ -1407,8 +1407,8 @@ fn flat_serving_equals_trie_serving() {
                 limit_hash: B256::repeat_byte(0xff),
                 response_bytes: budget,
             };
-            let a = serve::account_range(chain.nodes(), Some(flat), &req, budget).unwrap();
-            let b = serve::account_range(chain.nodes(), None, &req, budget).unwrap();
+            let a = serve::account_range(&chain, Some(flat), &req, budget).unwrap();
+            let b = serve::account_range(&chain, None, &req, budget).unwrap();
             assert_eq!((a.reply, a.root, a.origin), (b.reply, b.root, b.origin));
             let start = rng.random_range(0..contracts.len() - 4);
             let req = GetStorageRanges {
@@ -1419,8 +1419,8 @@ fn flat_serving_equals_trie_serving() {
                 limit_hash: None,
                 response_bytes: budget,
             };
-            let a = serve::storage_ranges(chain.nodes(), Some(flat), &req, budget).unwrap();
-            let b = serve::storage_ranges(chain.nodes(), None, &req, budget).unwrap();
+            let a = serve::storage_ranges(&chain, Some(flat), &req, budget).unwrap();
+            let b = serve::storage_ranges(&chain, None, &req, budget).unwrap();
             assert_eq!((a.reply, a.roots, a.last_origin), (b.reply, b.roots, b.last_origin));
         }
     }
