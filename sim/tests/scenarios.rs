@@ -64,6 +64,26 @@ fn crashes_resume() {
     assert_eq!(r.crashes, 2, "{}", r.summary());
 }
 
+/// Resuming keeps what was fetched: the state bytes downloaded with two crashes stay close to
+/// those of the same run without (the persisted progress may lag the data a little, never lose
+/// it wholesale).
+#[test]
+fn crashes_resume_without_refetching() {
+    let state_bytes =
+        |r: &syncsim::report::Report| r.requests.account_range.bytes_in + r.requests.storage_ranges.bytes_in;
+    let crashed = passes("crashes");
+    let mut clean = scenario("crashes");
+    clean.faults.crash = 0;
+    let clean = run(&clean, &RunOptions::default()).expect("run");
+    assert!(clean.converged, "{}", clean.summary());
+    assert!(
+        state_bytes(&crashed) * 10 <= state_bytes(&clean) * 12,
+        "refetched after crashes: {} vs {} bytes",
+        state_bytes(&crashed),
+        state_bytes(&clean)
+    );
+}
+
 #[test]
 fn holesky_and_hoodi() {
     passes("holesky");

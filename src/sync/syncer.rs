@@ -23,6 +23,20 @@ use tracing::debug;
 
 /// How long an empty reply keeps a peer out of work for the same root (ms).
 const STATELESS_FOR_MS: u64 = 60_000;
+/// A progress record is written once the data committed since the last one reaches this many
+/// times the last record's size ([`Syncer::record_due`]).
+const RECORD_EVERY: u64 = 4;
+
+/// Roughly the bytes a batch writes (nodes, flat entries, codes): what a crash before the next
+/// progress record would have to fetch again.
+fn batch_bytes(batch: &WriteBatch) -> u64 {
+    let codes: usize = batch.codes.iter().map(|(_, c)| 32 + c.len()).sum();
+    (batch.nodes.byte_len()
+        + 32 * batch.nodes.len()
+        + 104 * batch.accounts.len()
+        + 100 * batch.slots.len()
+        + codes) as u64
+}
 
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,6 +183,16 @@ pub struct Syncer {
     stats: SyncStats,
     last_progress_at: u64,
     dirty: bool,
+    /// Accounts whose storage task turned complete since [`Syncer::build_finished`] last ran
+    /// (it builds exactly these, instead of scanning every pending task per reply).
+    newly_complete: Vec<B256>,
+    /// Set when complete tasks may exist that `newly_complete` does not list (after a resume
+    /// or a pivot move): the next build scans every task.
+    rescan: bool,
+    /// Bytes of data committed since the progress record was last written.
+    unsaved_bytes: u64,
+    /// Length of the last progress record written.
+    record_len: u64,
     penalised: BTreeSet<PeerId>,
     /// Nodes of verified ranges kept for generating their tasks' tries (memory only).
     ranges: TaskRanges,
@@ -204,6 +228,10 @@ impl Syncer {
             stats: SyncStats::default(),
             last_progress_at: 0,
             dirty: false,
+            newly_complete: Vec::new(),
+            rescan: true,
+            unsaved_bytes: 0,
+            record_len: 0,
             penalised: BTreeSet::new(),
             ranges: TaskRanges::default(),
             scratch: Collected::default(),
@@ -280,6 +308,7 @@ impl Syncer {
     }
 
     fn retarget(&mut self, root: B256) {
+        self.rescan = true;
         for (_, r) in std::mem::take(&mut self.requests) {
             if let Some(p) = self.peers.get_mut(&r.peer) {
                 p.finished(r.kind);
@@ -725,12 +754,12 @@ impl Syncer {
         }
         for (acct, complete, next) in outcome {
             if let Some(t) = self.progress.storage.get_mut(&acct) {
-                if complete {
-                    t.complete = true;
-                } else if let Some(n) = next {
-                    t.next = n;
-                } else {
-                    t.complete = true;
+                match next {
+                    Some(n) if !complete => t.next = n,
+                    _ => {
+                        t.complete = true;
+                        self.newly_complete.push(acct);
+                    }
                 }
             }
         }
@@ -829,7 +858,8 @@ impl Syncer {
 
     /// Commits `batch` with progress, then builds trie nodes for finished storage and chunks.
     fn flush(&mut self, store: &mut dyn SyncStore, mut batch: WriteBatch) {
-        if self.dirty {
+        self.unsaved_bytes += batch_bytes(&batch);
+        if self.dirty && self.record_due() {
             batch.progress = Some(self.progress_record(store));
         }
         self.commit(store, batch);
@@ -841,10 +871,22 @@ impl Syncer {
 
     /// The progress serialised, into the buffer of a record the store no longer needs when it
     /// kept one (a record is megabytes once many contracts are pending: no fresh pages per reply).
-    fn progress_record(&self, store: &mut dyn SyncStore) -> Vec<u8> {
+    fn progress_record(&mut self, store: &mut dyn SyncStore) -> Vec<u8> {
         let mut out = store.spare_progress().unwrap_or_default();
         self.progress.write_to(&mut out);
+        self.unsaved_bytes = 0;
+        self.record_len = out.len() as u64;
         out
+    }
+
+    /// Whether enough data was committed since the last progress record to write another.
+    /// The record is rewritten whole (megabytes while thousands of contracts wait for their
+    /// storage), so writing it with every reply would cost more than the data itself; a record
+    /// every [`RECORD_EVERY`] times its own size keeps that cost a fraction of the data's,
+    /// and a crash then refetches at most that much. A lagging record is safe: it never claims
+    /// data that is not committed, and everything is written idempotently.
+    fn record_due(&self) -> bool {
+        self.unsaved_bytes >= RECORD_EVERY * self.record_len
     }
 
     /// The reusable node buffer, emptied, with room for a range of `leaves` leaves; give it
@@ -870,8 +912,17 @@ impl Syncer {
     /// (callers that have just committed it pass false and save a copy per reply).
     fn build_finished(&mut self, store: &mut dyn SyncStore, persist: bool) {
         let mut batch = self.take_batch(store);
-        let done: Vec<B256> =
-            self.progress.storage.iter().filter(|(_, t)| t.complete).map(|(a, _)| *a).collect();
+        let done: Vec<B256> = if std::mem::take(&mut self.rescan) {
+            self.newly_complete.clear();
+            self.progress.storage.iter().filter(|(_, t)| t.complete).map(|(a, _)| *a).collect()
+        } else {
+            // in key order, each once: as the scan of every task would give them
+            let mut done = std::mem::take(&mut self.newly_complete);
+            done.sort_unstable();
+            done.dedup();
+            done.retain(|a| self.progress.storage.get(a).is_some_and(|t| t.complete));
+            done
+        };
         for acct in &done {
             let ranges = self.ranges.storage.remove(acct);
             if let Some(t) = self.progress.storage.get(acct).filter(|t| !t.built) {
@@ -899,7 +950,8 @@ impl Syncer {
             self.progress.tasks[i].generated = true;
             changed = true;
         }
-        if persist || changed {
+        self.unsaved_bytes += batch_bytes(&batch);
+        if persist || (changed && self.record_due()) {
             batch.progress = Some(self.progress_record(store));
         }
         self.commit(store, batch);
@@ -1701,6 +1753,7 @@ impl Syncer {
         if let Some(t) = self.progress.storage.get_mut(&account).filter(|t| t.root == root) {
             if complete {
                 t.complete = true;
+                self.newly_complete.push(account);
             } else if let Some(n) = lowest {
                 t.next = n;
             }
