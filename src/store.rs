@@ -140,6 +140,10 @@ pub trait SyncStore: NodeSource {
     fn commit(&mut self, batch: WriteBatch);
     /// Writes one trie node at once (content-addressed, so harmless if nothing refers to it).
     fn put_node(&mut self, hash: B256, rlp: &[u8]);
+    /// A hint that `account` will hold about `slots` storage slots (a large contract about to
+    /// be fetched in parallel chunks): the store may make room for them at once instead of
+    /// growing step by step. No effect on results; the default does nothing.
+    fn expect_slots(&mut self, _account: &B256, _slots: usize) {}
     /// A hint that `node(hash)` follows soon (a walk queues it): start fetching where it is
     /// indexed. No effect on results; the default does nothing.
     fn prefetch_node(&self, _hash: &B256) {}
@@ -209,7 +213,11 @@ fn reserve_slots(slots: &mut Vec<(B256, SlotValue)>, extra: usize) {
     if need <= slots.capacity() {
         return;
     }
-    let cap = need.max(slots.capacity() * 2);
+    grow_slots(slots, need.max(slots.capacity() * 2));
+}
+
+/// Moves `slots` into a buffer of capacity `cap` whose pages are faulted in at once.
+fn grow_slots(slots: &mut Vec<(B256, SlotValue)>, cap: usize) {
     let mut grown: Vec<(B256, SlotValue)> = Vec::with_capacity(cap);
     crate::trie::mem::populate(grown.as_ptr().cast(), cap * std::mem::size_of::<(B256, SlotValue)>());
     grown.append(slots);
@@ -324,6 +332,12 @@ impl SyncStore for MemStore {
     }
     fn prefetch_node(&self, hash: &B256) {
         self.nodes.prefetch(hash);
+    }
+    fn expect_slots(&mut self, account: &B256, slots: usize) {
+        let held = self.slots.entry(*account).or_default();
+        if slots > held.capacity() {
+            grow_slots(held, slots);
+        }
     }
     fn nodes<'s>(&'s self, hashes: &[B256], out: &mut Vec<Option<&'s [u8]>>) {
         self.nodes.get_many(hashes, out);

@@ -16,7 +16,7 @@ use crate::sync::progress::{inc, AccountTask, Need, Progress, StorageTask};
 use crate::sync::sched::{fraction, Sched, Split};
 use crate::trie::build::build;
 use crate::trie::nibbles::{max_key_with_prefix, min_key_with_prefix};
-use crate::trie::stitch::{Collected, RangeNodes, TaskRanges};
+use crate::trie::stitch::{Collected, Leaves, RangeNodes, TaskRanges};
 use crate::trie::{verify_range, verify_range_nodes, NodeBatch};
 use std::collections::{BTreeMap, BTreeSet};
 use tracing::debug;
@@ -1120,7 +1120,7 @@ impl Syncer {
     /// storage of a large contract, healing) only to peers close to the best, and work held by a
     /// peer much slower than one with room moves over: critical work at once, the rest once
     /// nothing else is left to do.
-    fn poll_adaptive(&mut self, now: u64, store: &dyn SyncStore) -> Vec<Action> {
+    fn poll_adaptive(&mut self, now: u64, store: &mut dyn SyncStore) -> Vec<Action> {
         let mut out = Vec::new();
         self.learn_bundles();
         self.split_large_contracts(store);
@@ -1633,7 +1633,7 @@ impl Syncer {
     /// Splits the storage of every contract being continued into parallel chunks, as many as
     /// its fetched slots, spread over the key space they cover, promise chunks' worth after
     /// them (one for a contract nearly done: a chain of one, whose size is then known).
-    fn split_large_contracts(&mut self, store: &dyn SyncStore) {
+    fn split_large_contracts(&mut self, store: &mut dyn SyncStore) {
         let storage = &self.progress.storage;
         self.sched.splits.retain(|a, s| storage.get(a).is_some_and(|t| !t.complete && t.root == s.root));
         let candidates: Vec<(B256, B256, B256)> = self
@@ -1653,7 +1653,12 @@ impl Syncer {
             if covered <= 0.0 || covered >= 1.0 {
                 continue;
             }
-            let fetched: u64 = store.slots_of(&account).iter().map(|(_, v)| 35 + v.len() as u64).sum();
+            let held = store.slots_of(&account);
+            let fetched: u64 = held.iter().map(|(_, v)| 35 + v.len() as u64).sum();
+            // hashed keys are uniform: the slots so far over the key space they cover tell the
+            // total (within a few percent once there are thousands)
+            let expected = held.len() as f64 / covered;
+            store.expect_slots(&account, (expected * 1.03) as usize + 64);
             let density = fetched as f64 / covered;
             let remaining = density * (1.0 - covered);
             let count = ((remaining / SPLIT_CHUNK_BYTES) as usize).clamp(1, MAX_SPLIT_CHUNKS);
@@ -1832,29 +1837,17 @@ const MAX_SPLIT_CHUNKS: usize = 16;
 /// nodes whose whole key range lies inside the chunk and whose accounts all have their
 /// storage and code stored. Boundary nodes are left for healing.
 fn generate_chunk(store: &dyn SyncStore, t: &AccountTask, ranges: RangeNodes, batch: &mut WriteBatch) {
-    // every leaf's full encoding in one buffer: no allocation per account
-    let mut encoded = Vec::new();
-    let mut keys: Vec<(B256, usize)> = Vec::new();
+    let mut leaves = AccountLeaves(Vec::new());
     let mut dirty_before = vec![0u32];
     store.for_each_account_in(&t.start, &t.last, &mut |k, a| {
         let clean = (a.storage_root == EMPTY_ROOT || store.has_node(&a.storage_root))
             && (a.code_hash == EMPTY_CODE || store.code(&a.code_hash).is_some());
         dirty_before.push(dirty_before.last().copied().unwrap_or(0) + u32::from(!clean));
-        a.encode_full_into(&mut encoded);
-        keys.push((*k, encoded.len()));
+        leaves.0.push((*k, *a));
     });
-    if keys.is_empty() {
+    if leaves.0.is_empty() {
         return;
     }
-    let mut start = 0;
-    let leaves: Vec<(B256, &[u8])> = keys
-        .iter()
-        .map(|(k, end)| {
-            let leaf = (*k, &encoded[start..*end]);
-            start = *end;
-            leaf
-        })
-        .collect();
     let whole = t.start == B256::ZERO && t.last == B256::repeat_byte(0xff);
     let inside = |path: &[u8]| {
         min_key_with_prefix(path) >= t.start
@@ -1863,4 +1856,20 @@ fn generate_chunk(store: &dyn SyncStore, t: &AccountTask, ranges: RangeNodes, ba
     };
     let clean = |i: usize| dirty_before[i + 1] == dirty_before[i];
     ranges.generate(&leaves, &clean, &inside, &mut batch.nodes);
+}
+
+/// A chunk's flat accounts as trie leaves: a value (the full account encoding) is encoded only
+/// when the generation builds that leaf.
+struct AccountLeaves(Vec<(B256, Account)>);
+
+impl Leaves for AccountLeaves {
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+    fn key(&self, i: usize) -> B256 {
+        self.0[i].0
+    }
+    fn value_into(&self, i: usize, out: &mut Vec<u8>) {
+        self.0[i].1.encode_full_into(out);
+    }
 }

@@ -145,51 +145,89 @@ impl RangeNodes {
 
     /// Builds the task's trie over `leaves` (its whole flat key span, in key order): verified
     /// subtrees whose leaves are all still there and all `clean` stand in by hash (their held
-    /// nodes are written); other leaves are built. A built node goes to `out` when `keep`
-    /// accepts its path and every leaf under it is clean.
-    pub fn generate<V: AsRef<[u8]>>(
+    /// nodes are written); other leaves are built, and only their values are asked for. A
+    /// built node goes to `out` when `keep` accepts its path and every leaf under it is clean.
+    pub fn generate<L: Leaves + ?Sized>(
         mut self,
-        leaves: &[(B256, V)],
+        leaves: &L,
         clean: &dyn Fn(usize) -> bool,
         keep: &dyn Fn(&[u8]) -> bool,
         out: &mut NodeBatch,
     ) {
         self.subtrees.sort_by_key(|e| e.first);
-        let mut items: Vec<BuildItem<'_>> = Vec::with_capacity(self.subtrees.len() + 1024);
-        let mut item_dirty: Vec<bool> = Vec::with_capacity(items.capacity());
+        // what to build: a verified subtree (by index) or a leaf (by index)
+        enum Plan {
+            Subtree(usize),
+            Leaf(usize),
+        }
+        let mut plan: Vec<Plan> = Vec::with_capacity(self.subtrees.len() + 1024);
+        let mut item_dirty: Vec<bool> = Vec::with_capacity(plan.capacity());
         let mut released: Vec<(B256, B256)> = Vec::new();
         let (mut i, mut s) = (0, 0);
-        while i < leaves.len() {
-            let key = leaves[i].0;
+        let n = leaves.count();
+        while i < n {
+            let key = leaves.key(i);
             while s < self.subtrees.len() && self.subtrees[s].first < key {
                 s += 1; // a subtree whose first leaf is gone (or already passed)
             }
             if let Some(sub) = self.subtrees.get(s).filter(|sub| sub.first == key) {
                 let mut j = i;
-                while j < leaves.len() && leaves[j].0 <= sub.last {
+                while j < n && leaves.key(j) <= sub.last {
                     j += 1;
                 }
-                s += 1;
                 if j - i == sub.leaves && (i..j).all(clean) {
-                    items.push(BuildItem::Subtree(&sub.path, sub.hash));
+                    plan.push(Plan::Subtree(s));
                     item_dirty.push(false);
                     released.push((sub.first, sub.last));
+                    s += 1;
                     i = j;
                     continue;
                 }
+                s += 1;
             }
-            items.push(BuildItem::Leaf(key, leaves[i].1.as_ref()));
+            plan.push(Plan::Leaf(i));
             item_dirty.push(!clean(i));
             i += 1;
         }
+        // the values of the leaves to build, in one buffer
+        let mut values = Vec::new();
+        let mut ends = Vec::new();
+        for p in &plan {
+            if let Plan::Leaf(i) = p {
+                leaves.value_into(*i, &mut values);
+                ends.push(values.len());
+            }
+        }
+        let mut start = 0;
+        let mut next_value = ends.iter().map(|&end| {
+            let v = &values[start..end];
+            start = end;
+            v
+        });
+        let items: Vec<BuildItem<'_>> = plan
+            .iter()
+            .map(|p| match *p {
+                Plan::Subtree(s) => BuildItem::Subtree(&self.subtrees[s].path, self.subtrees[s].hash),
+                Plan::Leaf(i) => BuildItem::Leaf(leaves.key(i), next_value.next().unwrap_or_default()),
+            })
+            .collect();
         let before = out.len();
         if !build_dirty_aware(&items, &item_dirty, keep, out) {
             // malformed subtrees (cannot happen for verified ranges): build every leaf
             out.truncate(before);
             released.clear();
-            let items: Vec<BuildItem<'_>> =
-                leaves.iter().map(|(k, v)| BuildItem::Leaf(*k, v.as_ref())).collect();
-            let dirty: Vec<bool> = (0..leaves.len()).map(|i| !clean(i)).collect();
+            let mut values = Vec::new();
+            let mut ends = Vec::with_capacity(n);
+            for i in 0..n {
+                leaves.value_into(i, &mut values);
+                ends.push(values.len());
+            }
+            let items: Vec<BuildItem<'_>> = (0..n)
+                .map(|i| {
+                    BuildItem::Leaf(leaves.key(i), &values[i.checked_sub(1).map_or(0, |p| ends[p])..ends[i]])
+                })
+                .collect();
+            let dirty: Vec<bool> = (0..n).map(|i| !clean(i)).collect();
             build_dirty_aware(&items, &dirty, keep, out);
         }
         for h in self.held {
@@ -198,6 +236,30 @@ impl RangeNodes {
                 out.push(h.hash, &h.rlp);
             }
         }
+    }
+}
+
+/// The leaves [`RangeNodes::generate`] builds over, in key order: every key, and a leaf's
+/// value only when it is built (most leaves stand in verified subtrees, so a source that must
+/// encode its values, as flat accounts must, encodes few).
+pub trait Leaves {
+    /// Number of leaves.
+    fn count(&self) -> usize;
+    /// Key of leaf `i`.
+    fn key(&self, i: usize) -> B256;
+    /// Appends the value of leaf `i` to `out`.
+    fn value_into(&self, i: usize, out: &mut Vec<u8>);
+}
+
+impl<V: AsRef<[u8]>> Leaves for [(B256, V)] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn key(&self, i: usize) -> B256 {
+        self[i].0
+    }
+    fn value_into(&self, i: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(self[i].1.as_ref());
     }
 }
 
@@ -272,7 +334,7 @@ mod tests {
             }
             // before generation nothing above a dirty leaf was written
             assert!(out.iter().all(|(h, _)| whole.contains(h)));
-            ranges.generate(&all, &|_| true, &|_| true, &mut out);
+            ranges.generate(&all[..], &|_| true, &|_| true, &mut out);
             let stored: BTreeSet<B256> = out
                 .iter()
                 .map(|(h, rlp)| {
@@ -302,7 +364,7 @@ mod tests {
         assert_eq!(root, Ok(false));
         let mut out = NodeBatch::default();
         ranges.add(&got, &keys, keys.len(), &|i| i == 10, &mut out);
-        ranges.generate(&all, &|i| i != 10, &|_| true, &mut out);
+        ranges.generate(&all[..], &|i| i != 10, &|_| true, &mut out);
         let whole_root = build(&all, &mut |_| {});
         assert!(out.iter().all(|(h, _)| *h != whole_root));
         assert!(!out.is_empty());
