@@ -17,7 +17,7 @@ use crate::sync::sched::{fraction, Sched, Split};
 use crate::trie::build::build;
 use crate::trie::nibbles::{max_key_with_prefix, min_key_with_prefix};
 use crate::trie::stitch::{Collected, Leaves, RangeNodes, TaskRanges};
-use crate::trie::{verify_range, verify_range_nodes, NodeBatch};
+use crate::trie::{verify_range, verify_range_nodes};
 use std::collections::{BTreeMap, BTreeSet};
 use tracing::debug;
 
@@ -669,7 +669,9 @@ impl Syncer {
         // Verify everything before accepting anything.
         let n = r.slots.len();
         let mut outcome: Vec<(B256, bool /*complete*/, Option<B256> /*next*/)> = Vec::with_capacity(n.max(1));
-        let mut built_nodes: Vec<(B256, NodeBatch)> = Vec::new();
+        // complete sets' trie nodes go straight into the batch (taken out again on a fault)
+        let nodes_start = batch.nodes.len();
+        let mut built_sets: Vec<B256> = Vec::new();
         let mut proven_nodes: Option<(B256, B256, Vec<B256>, Collected)> = None;
         if n == 0 {
             // proof that nothing is left at or after the origin of the first account
@@ -696,50 +698,55 @@ impl Syncer {
                         !more,
                         if more { keys.last().and_then(|k| inc(*k)) } else { None },
                     )),
-                    Err(e) => return Verdict::Fault(format!("storage proof: {e}")),
+                    Err(e) => {
+                        batch.nodes.truncate(nodes_start);
+                        return Verdict::Fault(format!("storage proof: {e}"));
+                    }
                 }
                 proven_nodes = Some((acct, root, keys, built));
             } else {
-                if first_origin != B256::ZERO {
-                    return Verdict::Fault("continuation without proof".into());
-                }
-                for w in keys.windows(2) {
-                    if w[0] >= w[1] {
-                        return Verdict::Fault("slots out of order".into());
-                    }
-                }
-                if values.iter().any(|v| v.is_empty()) {
-                    return Verdict::Fault("empty slot value".into());
+                let malformed = if first_origin != B256::ZERO {
+                    Some("continuation without proof")
+                } else if keys.windows(2).any(|w| w[0] >= w[1]) {
+                    Some("slots out of order")
+                } else if values.iter().any(|v| v.is_empty()) {
+                    Some("empty slot value")
+                } else {
+                    None
+                };
+                if let Some(reason) = malformed {
+                    batch.nodes.truncate(nodes_start);
+                    return Verdict::Fault(reason.into());
                 }
                 // Verify by building the trie: when the root matches, its nodes are exactly the
                 // account's storage trie, stored at once instead of rebuilt later.
                 let pairs: Vec<(B256, &[u8])> = keys.iter().copied().zip(values.iter().copied()).collect();
-                let mut nodes = NodeBatch::with_capacity(2 * pairs.len(), 96 * pairs.len());
-                let computed = build(&pairs, &mut |n| nodes.push(n.hash, n.rlp));
+                let before = batch.nodes.len();
+                batch.nodes.reserve(2 * pairs.len(), 96 * pairs.len());
+                let computed = build(&pairs, &mut |n| batch.nodes.push(n.hash, n.rlp));
                 if computed != root {
+                    batch.nodes.truncate(nodes_start);
                     return Verdict::Fault(format!("storage set {i} does not hash to its root"));
                 }
-                built_nodes.push((acct, nodes));
+                // kept only for a task still waiting for its whole trie
+                if self.progress.storage.get(&acct).is_some_and(|t| t.next == B256::ZERO && !t.complete) {
+                    built_sets.push(acct);
+                } else {
+                    batch.nodes.truncate(before);
+                }
                 outcome.push((acct, true, None));
             }
         }
         batch.slots.reserve(r.slots.iter().map(Vec::len).sum());
-        batch.nodes.reserve(
-            built_nodes.iter().map(|(_, n)| n.len()).sum(),
-            built_nodes.iter().map(|(_, n)| n.byte_len()).sum(),
-        );
         for (i, set) in r.slots.iter().enumerate() {
             let acct = accounts[i].0;
             for s in set {
                 batch.slots.push((acct, s.hash, SlotValue::from(&s.data[..])));
             }
         }
-        for (acct, mut nodes) in built_nodes {
+        for acct in built_sets {
             if let Some(t) = self.progress.storage.get_mut(&acct) {
-                if t.next == B256::ZERO && !t.complete {
-                    t.built = true;
-                    batch.nodes.append(&mut nodes);
-                }
+                t.built = true;
             }
         }
         if let Some((acct, root, keys, built)) = proven_nodes {
