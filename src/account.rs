@@ -88,6 +88,11 @@ impl Account {
         self.encode_into(false, out);
     }
 
+    /// Appends the slim RLP (see [`Account::encode_slim`]) to `out`.
+    pub fn encode_slim_into(&self, out: &mut Vec<u8>) {
+        self.encode_into(true, out);
+    }
+
     /// Full RLP `[nonce, balance, storageRoot, codeHash]`: the trie leaf value.
     pub fn encode_full(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(80);

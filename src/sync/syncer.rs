@@ -25,7 +25,7 @@ use tracing::debug;
 const STATELESS_FOR_MS: u64 = 60_000;
 /// A progress record is written once the data committed since the last one reaches this many
 /// times the last record's size ([`Syncer::record_due`]).
-const RECORD_EVERY: u64 = 4;
+const RECORD_EVERY: u64 = 8;
 
 /// Roughly the bytes a batch writes (nodes, flat entries, codes): what a crash before the next
 /// progress record would have to fetch again.
@@ -681,14 +681,16 @@ impl Syncer {
                 Err(e) => return Verdict::Fault(format!("storage proof: {e}")),
             }
         }
+        // one (key, value) buffer for every unproven set of the reply
+        let mut pairs: Vec<(B256, &[u8])> = Vec::new();
         for (i, set) in r.slots.iter().enumerate() {
             let (acct, root) = accounts[i];
             let first_origin = if i == 0 { origin } else { B256::ZERO };
-            let keys: Vec<B256> = set.iter().map(|s| s.hash).collect();
-            let values: Vec<&[u8]> = set.iter().map(|s| &s.data[..]).collect();
             let last = i + 1 == n;
             let proven = last && !r.proof.is_empty();
             if proven {
+                let keys: Vec<B256> = set.iter().map(|s| s.hash).collect();
+                let values: Vec<&[u8]> = set.iter().map(|s| &s.data[..]).collect();
                 let mut built = self.take_scratch(keys.len());
                 match verify_range_nodes(root, &first_origin, &keys, &values, &r.proof, &mut |n| {
                     built.push(n)
@@ -707,9 +709,9 @@ impl Syncer {
             } else {
                 let malformed = if first_origin != B256::ZERO {
                     Some("continuation without proof")
-                } else if keys.windows(2).any(|w| w[0] >= w[1]) {
+                } else if set.windows(2).any(|w| w[0].hash >= w[1].hash) {
                     Some("slots out of order")
-                } else if values.iter().any(|v| v.is_empty()) {
+                } else if set.iter().any(|s| s.data.is_empty()) {
                     Some("empty slot value")
                 } else {
                     None
@@ -720,7 +722,8 @@ impl Syncer {
                 }
                 // Verify by building the trie: when the root matches, its nodes are exactly the
                 // account's storage trie, stored at once instead of rebuilt later.
-                let pairs: Vec<(B256, &[u8])> = keys.iter().copied().zip(values.iter().copied()).collect();
+                pairs.clear();
+                pairs.extend(set.iter().map(|s| (s.hash, &s.data[..])));
                 let before = batch.nodes.len();
                 batch.nodes.reserve(2 * pairs.len(), 96 * pairs.len());
                 let computed = build(&pairs, &mut |n| batch.nodes.push(n.hash, n.rlp));

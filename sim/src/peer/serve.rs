@@ -63,7 +63,10 @@ pub(super) fn account_range(
 ) -> Option<AccountServed> {
     let db = chain.nodes();
     let (root, origin, limit) = (req.root, req.starting_hash, req.limit_hash);
-    let mut accounts = Vec::new();
+    // every body is encoded into one buffer; the reply's bodies are slices of it (no
+    // allocation per account)
+    let mut bodies: Vec<u8> = Vec::new();
+    let mut spans: Vec<(B256, usize, usize)> = Vec::new();
     let mut size = 0u64;
     let (mut stopped, mut more, mut bad) = (false, false, false);
     let mut visit = |hash: B256, account: Account| {
@@ -71,9 +74,10 @@ pub(super) fn account_range(
             more = true;
             return false;
         }
-        let body = account.encode_slim();
-        size += 32 + body.len() as u64;
-        accounts.push(AccountData { hash, body: body.into() });
+        let start = bodies.len();
+        account.encode_slim_into(&mut bodies);
+        size += 32 + (bodies.len() - start) as u64;
+        spans.push((hash, start, bodies.len()));
         stopped = hash >= limit || size > budget;
         true
     };
@@ -101,6 +105,9 @@ pub(super) fn account_range(
     if bad {
         return None;
     }
+    let bodies = Bytes::from(bodies);
+    let accounts: Vec<AccountData> =
+        spans.into_iter().map(|(hash, a, b)| AccountData { hash, body: bodies.slice(a..b) }).collect();
     let proof = if origin.is_zero() && !more {
         Vec::new()
     } else {
