@@ -291,14 +291,7 @@ impl SyncStore for MemStore {
         self.spare_batch.take()
     }
     fn commit(&mut self, mut batch: WriteBatch) {
-        // each insert probes the index at a random slot: fetch a few inserts ahead
-        const AHEAD: usize = 8;
-        for (i, (h, rlp)) in batch.nodes.iter().enumerate() {
-            if let Some((next, _)) = batch.nodes.get(i + AHEAD) {
-                self.nodes.prefetch(next);
-            }
-            self.nodes.insert_hashed(*h, rlp);
-        }
+        self.nodes.insert_batch(&batch.nodes);
         for (h, c) in batch.codes.drain(..) {
             self.codes.insert(h, c);
         }

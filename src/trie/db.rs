@@ -1,6 +1,7 @@
 //! Content-addressed node storage: keccak256(rlp) -> rlp.
 
 use crate::primitives::{keccak256, B256};
+use crate::trie::batch::NodeBatch;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -49,11 +50,15 @@ const RECORD_HEADER: usize = 36;
 /// Size of the first arena chunk; chunks double up to [`MAX_CHUNK`].
 const FIRST_CHUNK: usize = 64 << 10;
 /// Largest regular arena chunk (a larger node gets a chunk of its own).
-const MAX_CHUNK: usize = 1 << OFFSET_BITS;
-/// Bits of an arena location holding the offset in its chunk.
-const OFFSET_BITS: u32 = 22;
-/// Most arena chunks: a location's chunk index has `LOC_BITS - OFFSET_BITS` bits.
-const MAX_CHUNKS: usize = 1 << (LOC_BITS - OFFSET_BITS);
+const MAX_CHUNK: usize = 1 << 22;
+/// Records start at multiples of this many bytes, so a location counts in these units.
+const ALIGN: usize = 8;
+/// Bits of an arena location holding the offset in its chunk (in [`ALIGN`]-byte units).
+const OFFSET_BITS: u32 = MAX_CHUNK.trailing_zeros() - ALIGN.trailing_zeros();
+/// Bits of an arena location holding the chunk index.
+const CHUNK_INDEX_BITS: u32 = 14;
+/// Most arena chunks (64 GiB of regular chunks).
+const MAX_CHUNKS: usize = 1 << CHUNK_INDEX_BITS;
 
 /// An in-memory content-addressed node map.
 ///
@@ -66,15 +71,19 @@ pub struct MemNodes {
     index: Index,
     chunks: Vec<Vec<u8>>,
     bytes: usize,
+    /// Scratch of [`MemNodes::insert_batch`]: (tag, location, length) of each record appended.
+    placed: Vec<(u64, u64, usize)>,
 }
 
 /// Open-addressing table (linear probing) of 8-byte slots, eight to a cache line: a slot holds
-/// a 28-bit tag (the top bits of the hash's first 8 bytes, low bit forced to 1 so that 0 marks
-/// an empty slot) above a 36-bit arena location ([`MemNodes::append`]: chunk index above a
-/// 22-bit offset). The tag's top bits pick the home slot, so growth re-places entries without
-/// touching the arena; a tag match is confirmed against the full hash in the arena. One cache
-/// miss per lookup (rarely two: neighbours share the home bits, so a tag tells them apart by
-/// its remaining bits only), and the slot can be prefetched ([`MemNodes::prefetch`]).
+/// a 31-bit tag (the top bits of the hash's first 8 bytes, never 0, so that 0 marks an empty
+/// slot) above a 33-bit arena location ([`MemNodes::append`]: a 14-bit chunk index above a
+/// 19-bit offset in 8-byte units). The tag's top bits pick the home slot, so growth re-places
+/// entries without touching the arena; a tag match is confirmed against the full hash in the
+/// arena. Neighbours share the home bits, so a tag tells them apart by its remaining bits only:
+/// 31 - log2(table size) of them, 7 for 16M slots, so that an absent node's probe reads a
+/// record (a second cache miss) about once in a hundred lookups. The slot can be prefetched
+/// ([`MemNodes::prefetch`]).
 #[derive(Default, Clone)]
 struct Index {
     slots: Vec<u64>,
@@ -85,7 +94,7 @@ struct Index {
 const GROUP: usize = 32;
 
 /// Bits of a slot holding the arena location.
-const LOC_BITS: u32 = 36;
+const LOC_BITS: u32 = CHUNK_INDEX_BITS + OFFSET_BITS;
 /// Mask of the location bits.
 const LOC_MASK: u64 = (1 << LOC_BITS) - 1;
 
@@ -99,8 +108,8 @@ impl Index {
         self.slots.len().wrapping_sub(1)
     }
 
-    /// The home slot of a tag: its top bits (a table of more than 2^28 slots spreads the tags
-    /// over every 2^(k-28)-th slot: still correct, only more clustered).
+    /// The home slot of a tag: its top bits (a table of more than 2^31 slots spreads the tags
+    /// over every 2^(k-31)-th slot: still correct, only more clustered).
     fn home(&self, tag: u64) -> usize {
         let bits = self.slots.len().trailing_zeros();
         if bits == 0 {
@@ -138,6 +147,13 @@ impl Index {
         }
         self.slots[i] = (tag << LOC_BITS) | loc;
         self.len += 1;
+    }
+
+    /// Grows the table until `extra` more entries fit without another growth.
+    fn reserve(&mut self, extra: usize) {
+        while (self.len + extra) * 4 > self.slots.len() * 3 {
+            self.grow();
+        }
     }
 
     /// Doubles the table (to at least [`Index::MIN_SLOTS`]), re-placing every entry by its tag.
@@ -196,12 +212,17 @@ impl std::fmt::Debug for MemNodes {
     }
 }
 
-/// The index tag of a node hash: keccak outputs are uniform, so its first 28 bits suffice to
-/// place it; the low bit is set so that no slot is 0 (the empty slot).
+/// The index tag of a node hash: keccak outputs are uniform, so its first 31 bits suffice to
+/// place it; a tag of 0 becomes 1, so that no slot is 0 (the empty slot).
 fn prefix(hash: &B256) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&hash[..8]);
-    (u64::from_be_bytes(b) >> LOC_BITS) | 1
+    (u64::from_be_bytes(b) >> LOC_BITS).max(1)
+}
+
+/// The chunk index and byte offset of an arena location.
+fn split_loc(loc: u64) -> (usize, usize) {
+    ((loc >> OFFSET_BITS) as usize, ((loc & ((1 << OFFSET_BITS) - 1)) as usize) * ALIGN)
 }
 
 impl MemNodes {
@@ -214,8 +235,8 @@ impl MemNodes {
 
     /// The record at arena location `loc`: (hash, rlp).
     fn record(&self, loc: u64) -> (&[u8], &[u8]) {
-        let chunk = &self.chunks[(loc >> OFFSET_BITS) as usize];
-        let at = (loc & ((1 << OFFSET_BITS) - 1)) as usize;
+        let (index, at) = split_loc(loc);
+        let chunk = &self.chunks[index];
         let mut len = [0u8; 4];
         len.copy_from_slice(&chunk[at + 32..at + RECORD_HEADER]);
         let len = u32::from_le_bytes(len) as usize;
@@ -275,8 +296,9 @@ impl MemNodes {
 
     /// Hints the CPU to fetch the start of the record at arena location `loc`.
     fn prefetch_at(&self, loc: u64) {
-        if let Some(chunk) = self.chunks.get((loc >> OFFSET_BITS) as usize) {
-            if let Some(at) = chunk.get((loc & ((1 << OFFSET_BITS) - 1)) as usize) {
+        let (index, at) = split_loc(loc);
+        if let Some(chunk) = self.chunks.get(index) {
+            if let Some(at) = chunk.get(at) {
                 prefetch_read(at);
             }
         }
@@ -285,10 +307,12 @@ impl MemNodes {
     /// Appends a record to the arena, returning its location.
     fn append(&mut self, hash: &B256, rlp: &[u8]) -> u64 {
         let need = RECORD_HEADER + rlp.len();
-        // a record past a chunk's start must end within MAX_CHUNK (its offset fits 22 bits);
-        // a larger one starts a chunk of its own
-        let fits =
-            self.chunks.last().is_some_and(|c| c.capacity() - c.len() >= need && c.len() + need <= MAX_CHUNK);
+        // a record past a chunk's start must end within MAX_CHUNK (its offset fits
+        // OFFSET_BITS); a larger one starts a chunk of its own
+        let fits = self.chunks.last().is_some_and(|c| {
+            let at = c.len().next_multiple_of(ALIGN);
+            at + need <= c.capacity() && at + need <= MAX_CHUNK
+        });
         if !fits {
             let next = self.chunks.last().map_or(FIRST_CHUNK, |c| (c.capacity() * 2).min(MAX_CHUNK));
             self.chunks.push(crate::trie::mem::populated_bytes(next.max(need)));
@@ -296,12 +320,40 @@ impl MemNodes {
         let index = self.chunks.len() - 1;
         assert!(index < MAX_CHUNKS, "node arena beyond {MAX_CHUNKS} chunks (64 GiB)");
         let chunk = &mut self.chunks[index];
-        let at = chunk.len();
+        let at = chunk.len().next_multiple_of(ALIGN);
+        chunk.resize(at, 0);
         chunk.extend_from_slice(hash.as_slice());
         // a trie node is far below 4 GiB; the length saturates rather than wraps if not
         chunk.extend_from_slice(&u32::try_from(rlp.len()).unwrap_or(u32::MAX).to_le_bytes());
         chunk.extend_from_slice(rlp);
-        ((index as u64) << OFFSET_BITS) | at as u64
+        ((index as u64) << OFFSET_BITS) | (at / ALIGN) as u64
+    }
+
+    /// Stores every node of a batch (as [`MemNodes::insert_hashed`] does one by one). The
+    /// records are appended first, in batch order, so nodes written together stay together;
+    /// the index entries follow in a tight loop that prefetches their slots well ahead, so
+    /// that the index's cache misses (one per node: slots are spread at random) overlap
+    /// instead of coming one after another. A node already held keeps its first record (the
+    /// new copy stays in the arena, unindexed).
+    pub fn insert_batch(&mut self, batch: &NodeBatch) {
+        /// Index slots requested ahead of the entry being placed.
+        const AHEAD: usize = 16;
+        self.index.reserve(batch.len());
+        let mut placed = std::mem::take(&mut self.placed);
+        placed.clear();
+        for (hash, rlp) in batch.iter() {
+            placed.push((prefix(hash), self.append(hash, rlp), rlp.len()));
+        }
+        for (i, ((hash, _), &(tag, loc, len))) in batch.iter().zip(&placed).enumerate() {
+            if let Some(&(ahead, _, _)) = placed.get(i + AHEAD) {
+                self.index.prefetch(ahead);
+            }
+            if self.index.find(tag, |l| self.record(l).0 == hash.as_slice()).is_none() {
+                self.index.insert(tag, loc);
+                self.bytes += len;
+            }
+        }
+        self.placed = placed;
     }
 
     /// Stores a node whose hash the caller computed.
@@ -364,6 +416,33 @@ mod tests {
         let before = db.len();
         db.insert(&hashes[3].1);
         assert_eq!(db.len(), before);
+    }
+
+    /// A batch insert stores what inserting its nodes one by one stores: nodes already held
+    /// and nodes repeated within the batch are kept once, every node is found, sizes agree.
+    #[test]
+    fn insert_batch_matches_one_by_one() {
+        let mut one = MemNodes::default();
+        let mut many = MemNodes::default();
+        let mut all = Vec::new();
+        for round in 0u32..40 {
+            let mut batch = NodeBatch::default();
+            for i in 0..(round * 97 % 3000) {
+                // a fifth of the nodes repeat earlier ones (earlier batches or this one)
+                let n = if i % 5 == 0 { i / 2 } else { round * 10_000 + i };
+                let rlp: Vec<u8> =
+                    n.to_le_bytes().iter().cycle().take(20 + (n % 90) as usize).copied().collect();
+                let hash = keccak256(&rlp);
+                batch.push(hash, &rlp);
+                one.insert_hashed(hash, &rlp);
+                all.push((hash, rlp));
+            }
+            many.insert_batch(&batch);
+            assert_eq!((many.len(), many.byte_size()), (one.len(), one.byte_size()));
+        }
+        for (h, rlp) in &all {
+            assert_eq!(many.node(h), Some(&rlp[..]));
+        }
     }
 
     /// `get_many` answers as `node` does, also for hashes that share their index tag (only the
