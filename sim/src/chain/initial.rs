@@ -77,8 +77,8 @@ fn drain(nodes: &mut MemNodes, rx: Receiver<Batch>) {
 }
 
 /// Builds every storage trie and then the account trie of `state` into a new node store;
-/// returns the store and the state root.
-pub(crate) fn build_state(state: &State) -> (MemNodes, B256) {
+/// returns the store, the state root and every account's storage root (in key order).
+pub(crate) fn build_state(state: &State) -> (MemNodes, B256, Vec<B256>) {
     let mut nodes = MemNodes::default();
     let slots: usize = state.accounts.values().map(|a| a.storage.len()).sum();
     if slots + state.accounts.len() < PARALLEL_MIN_LEAVES {
@@ -87,7 +87,7 @@ pub(crate) fn build_state(state: &State) -> (MemNodes, B256) {
         let roots: Vec<B256> =
             state.accounts.values().map(|a| build_storage(&a.storage, &mut scratch, &mut sink)).collect();
         let root = build_accounts(state.accounts.iter(), &roots, &mut sink);
-        return (nodes, root);
+        return (nodes, root, roots);
     }
 
     // Split the accounts in two runs holding about half the slots each.
@@ -134,7 +134,7 @@ pub(crate) fn build_state(state: &State) -> (MemNodes, B256) {
         drain(&mut nodes, rx);
         worker.join().expect("account trie worker")
     });
-    (nodes, root)
+    (nodes, root, storage_roots)
 }
 
 #[cfg(test)]
@@ -154,7 +154,7 @@ mod tests {
             unique_codes: 10,
         };
         let state = synthetic_state(&spec, 2);
-        let (nodes, root) = build_state(&state);
+        let (nodes, root, _) = build_state(&state);
         assert_eq!(root, state.root());
         // Every account and slot is readable from the parallel-built store.
         let mut count = 0;

@@ -107,7 +107,16 @@ impl Chain {
     /// A chain whose genesis (block 0) holds `initial`: builds every storage trie, then the
     /// account trie, into the node store. Later blocks come from [`Chain::produce_block`].
     pub fn new(initial: State, params: ChainParams, seed: u64) -> Chain {
-        let (nodes, root) = initial::build_state(&initial);
+        let (nodes, root, storage_roots) = initial::build_state(&initial);
+        // peers look contracts' storage roots up at genesis first: known already
+        let memo: StorageRootMemo = initial
+            .accounts
+            .keys()
+            .zip(storage_roots)
+            .filter(|(_, s)| *s != EMPTY_ROOT)
+            .take(STORAGE_ROOT_MEMO / 2)
+            .map(|(k, s)| ((root, *k), Some(s)))
+            .collect();
         let mut accounts = KeySet::default();
         let mut contracts = KeySet::default();
         for (key, a) in &initial.accounts {
@@ -154,7 +163,7 @@ impl Chain {
             contracts,
             stats: ChangeStats::default(),
             flat_retired: false,
-            storage_roots: RefCell::default(),
+            storage_roots: RefCell::new(memo),
         }
     }
 
