@@ -35,7 +35,7 @@ pub enum IncompleteState {
 
 /// Nodes looked up together: enough to keep many cache misses in flight, few enough that what
 /// was fetched first is still cached when it is decoded.
-const BATCH: usize = 32;
+const BATCH: usize = 64;
 
 /// Walks the state trie at `root` and every storage trie; all must be present. Decodes
 /// without allocating, walks each distinct storage trie once and checks each distinct code

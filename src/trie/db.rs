@@ -91,7 +91,7 @@ struct Index {
 }
 
 /// Most lookups [`MemNodes::get_many`] overlaps at once.
-const GROUP: usize = 32;
+const GROUP: usize = 64;
 
 /// Bits of a slot holding the arena location.
 const LOC_BITS: u32 = CHUNK_INDEX_BITS + OFFSET_BITS;
