@@ -849,16 +849,21 @@ mod tests {
                     v.clear();
                 }
             }
+            // (a path an earlier damage emptied is left alone)
             3 => {
                 if let Owned::Subtree(p, _) = &mut items[i] {
-                    let keep = rng.random_range(0..p.len());
-                    p.truncate(keep);
+                    if !p.is_empty() {
+                        let keep = rng.random_range(0..p.len());
+                        p.truncate(keep);
+                    }
                 }
             }
             4 => {
                 if let Owned::Subtree(p, _) = &mut items[i] {
-                    let at = rng.random_range(0..p.len());
-                    p[at] = rng.random_range(0..=16);
+                    if !p.is_empty() {
+                        let at = rng.random_range(0..p.len());
+                        p[at] = rng.random_range(0..=16);
+                    }
                 }
             }
             5 => {
