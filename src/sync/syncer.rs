@@ -23,6 +23,12 @@ use tracing::debug;
 
 /// How long an empty reply keeps a peer out of work for the same root (ms).
 const STATELESS_FOR_MS: u64 = 60_000;
+/// Slots a contract must already hold before its total is estimated for
+/// [`SyncStore::expect_slots`] (relative error about 1/sqrt of it).
+const SLOT_HINT_MIN: usize = 2048;
+/// Largest slot count ever hinted (a bound on what one estimate can make a store reserve).
+const SLOT_HINT_MAX: usize = 1 << 26;
+
 /// A progress record is written once the data committed since the last one reaches this many
 /// times the last record's size ([`Syncer::record_due`]).
 const RECORD_EVERY: u64 = 8;
@@ -1666,9 +1672,12 @@ impl Syncer {
             let held = store.slots_of(&account);
             let fetched: u64 = held.iter().map(|(_, v)| 35 + v.len() as u64).sum();
             // hashed keys are uniform: the slots so far over the key space they cover tell the
-            // total (within a few percent once there are thousands)
-            let expected = held.len() as f64 / covered;
-            store.expect_slots(&account, (expected * 1.03) as usize + 64);
+            // total, within a few percent once there are thousands (from a handful, the guess
+            // could be off by orders of magnitude: no hint then)
+            if held.len() >= SLOT_HINT_MIN {
+                let expected = (held.len() as f64 / covered * 1.03).min(SLOT_HINT_MAX as f64);
+                store.expect_slots(&account, expected as usize);
+            }
             let density = fetched as f64 / covered;
             let remaining = density * (1.0 - covered);
             let count = ((remaining / SPLIT_CHUNK_BYTES) as usize).clamp(1, MAX_SPLIT_CHUNKS);
