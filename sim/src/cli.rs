@@ -52,6 +52,11 @@ pub enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Test-only: plant a known bug in the node, to reproduce a `syncsim fuzz --plant`
+        /// finding (storage-no-retry, requested-never-reset, skip-final-check,
+        /// known-block-fatal, retry-loses-root).
+        #[arg(long, hide = true, value_name = "BUG", value_parser = crate::fuzz::parse_plant)]
+        plant: Option<syncsim_node::sync::PlantedBug>,
     },
     /// Swarm-test random scenarios; shrink each failure to a minimal scenario file in --out.
     ///
@@ -96,15 +101,18 @@ pub enum Command {
     },
 }
 
-/// Parses `0x`-prefixed (or bare) hex.
+/// Parses `0x`-prefixed (or bare) hex: ASCII hex digits only, an even number of them.
 fn hex_bytes(s: &str) -> Result<Vec<u8>, String> {
-    let h = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+    let h = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s).as_bytes();
     if !h.len().is_multiple_of(2) {
         return Err(format!("odd-length hex {s:?}"));
     }
-    (0..h.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).map_err(|_| format!("bad hex {s:?}")))
+    let digit = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
+    h.chunks_exact(2)
+        .map(|pair| match (digit(pair[0]), digit(pair[1])) {
+            (Some(hi), Some(lo)) => Ok(hi << 4 | lo),
+            _ => Err(format!("bad hex {s:?}")),
+        })
         .collect()
 }
 
@@ -155,24 +163,48 @@ pub fn verify_range(path: &Path) -> i32 {
     };
     let line_of =
         |key: &str| text.find(&format!("\"{key}\"")).map_or(1, |off| text[..off].matches('\n').count() + 1);
+    const KEYS: [&str; 5] = ["root", "first_key", "keys", "values", "proof"];
+    let Some(obj) = v.as_object() else {
+        eprintln!("error: {}:1: expected an object with keys {}", path.display(), KEYS.join(", "));
+        return EXIT_USAGE;
+    };
+    if let Some(extra) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        eprintln!(
+            "error: {}:{}: unknown key '{extra}' (expected {})",
+            path.display(),
+            line_of(extra),
+            KEYS.join(", ")
+        );
+        return EXIT_USAGE;
+    }
     let field = |key: &str| -> Result<&serde_json::Value, String> {
         v.get(key).ok_or_else(|| format!("{}:1: missing key '{key}'", path.display()))
     };
-    let hex_of = |key: &str, val: &serde_json::Value| -> Result<Vec<u8>, String> {
-        let s = val.as_str().ok_or_else(|| {
-            format!("{}:{}: key '{key}': expected a hex string", path.display(), line_of(key))
-        })?;
-        hex_bytes(s).map_err(|e| format!("{}:{}: key '{key}': {e}", path.display(), line_of(key)))
+    // the line of a value: its first occurrence after its key (the key's line if not found)
+    let line_at = |key: &str, val: &serde_json::Value| {
+        let base = text.find(&format!("\"{key}\"")).unwrap_or(0);
+        let off = match val.as_str() {
+            Some(s) => text[base..].find(&serde_json::Value::from(s).to_string()).map_or(base, |o| base + o),
+            None => base,
+        };
+        text[..off].matches('\n').count() + 1
+    };
+    let hex_of = |key: &str, name: &str, val: &serde_json::Value| -> Result<Vec<u8>, String> {
+        let line = line_at(key, val);
+        let s = val
+            .as_str()
+            .ok_or_else(|| format!("{}:{line}: key '{name}': expected a hex string", path.display()))?;
+        hex_bytes(s).map_err(|e| format!("{}:{line}: key '{name}': {e}", path.display()))
     };
     let list_of = |key: &str| -> Result<Vec<Vec<u8>>, String> {
         let arr = field(key)?
             .as_array()
             .ok_or_else(|| format!("{}:{}: key '{key}': expected a list", path.display(), line_of(key)))?;
-        arr.iter().map(|x| hex_of(key, x)).collect()
+        arr.iter().enumerate().map(|(i, x)| hex_of(key, &format!("{key}[{i}]"), x)).collect()
     };
     let parsed = (|| -> Result<_, String> {
-        let root = hex_of("root", field("root")?)?;
-        let first = hex_of("first_key", field("first_key")?)?;
+        let root = hex_of("root", "root", field("root")?)?;
+        let first = hex_of("first_key", "first_key", field("first_key")?)?;
         Ok((root, first, list_of("keys")?, list_of("values")?, list_of("proof")?))
     })();
     let (root, first, keys, values, proof) = match parsed {

@@ -42,8 +42,8 @@ fn main() -> ExitCode {
         Command::Fuzz { args } => syncsim::fuzz::main(&args),
         Command::StateRoot { genesis } => cli::state_root(&genesis),
         Command::VerifyRange { case } => cli::verify_range(&case),
-        Command::Run { scenarios, seed, report, trace, plot, set, quiet } => {
-            run_cmd(&scenarios, seed, report, trace, plot, &set, quiet)
+        Command::Run { scenarios, seed, report, trace, plot, set, quiet, plant } => {
+            run_cmd(&scenarios, seed, report, trace, plot, &set, quiet, plant)
         }
     };
     ExitCode::from(code as u8)
@@ -57,6 +57,7 @@ fn run_cmd(
     plot: Option<std::path::PathBuf>,
     set: &[String],
     quiet: bool,
+    plant: Option<syncsim_node::sync::PlantedBug>,
 ) -> i32 {
     let mut overrides = Vec::new();
     for s in set {
@@ -88,6 +89,7 @@ fn run_cmd(
                 seed,
                 trace: trace_path,
                 progress: !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                planted: plant,
                 ..Default::default()
             },
         ) {

@@ -115,6 +115,11 @@ fn verify_range_valid_invalid_and_malformed() {
         r#"{"root":"0x00"}"#,
         r#"{"root":"zz","first_key":"0x","keys":[],"values":[],"proof":[]}"#,
         "\u{0}\u{1}garbage",
+        // a multi-byte character inside hex, a sign, an unknown key, a non-string element
+        "{\"root\":\"a\u{e9}0\",\"first_key\":\"0x\",\"keys\":[],\"values\":[],\"proof\":[]}",
+        r#"{"root":"0x+1+2","first_key":"0x","keys":[],"values":[],"proof":[]}"#,
+        r#"{"root":"0x00","first_key":"0x00","keys":[],"values":[],"proof":[],"extra":1}"#,
+        r#"{"root":"0x00","first_key":"0x00","keys":[7],"values":[],"proof":[]}"#,
     ] {
         let (code, _, err) = verify_case(malformed);
         assert_eq!(code, Some(2), "{malformed:?}");

@@ -53,6 +53,11 @@ pub struct PeerState {
     pub messages: u64,
     /// Messages received that did not decode.
     pub garbage: u64,
+    /// How fully its replies answer what was asked (smoothed, 0..=1): trie nodes and codes
+    /// delivered of those requested, a truncated range's bytes of its budget. A peer capping
+    /// its replies (`starving`) answers quickly but with little; ranking by round trip alone
+    /// would hand it the serial work.
+    pub fill: f64,
     /// The adaptive policy's model of the peer's link (unused by the other policies).
     pub link: Link,
     /// The adaptive policy's schedule for this peer, refreshed at every poll.
@@ -305,6 +310,7 @@ impl Default for PeerState {
             penalised: false,
             messages: 0,
             garbage: 0,
+            fill: 1.0,
             link: Link::default(),
             plan: Plan::default(),
         }
@@ -351,6 +357,11 @@ impl PeerState {
         }
     }
 
+    /// Folds in how fully an accepted reply answered its request (0..=1).
+    pub fn answered(&mut self, fill: f64) {
+        self.fill = 0.7 * self.fill + 0.3 * fill.clamp(0.0, 1.0);
+    }
+
     /// Records a timeout: benches the peer for a growing while.
     pub fn timed_out(&mut self, now: u64) {
         self.penalised = true;
@@ -384,7 +395,7 @@ impl PeerState {
     pub fn score(&self) -> f64 {
         let bw = if self.bandwidth > 0.0 { self.bandwidth } else { 1e6 };
         let rtt = if self.rtt_ms > 0.0 { self.rtt_ms } else { 200.0 };
-        bw / (1.0 + rtt / 100.0) / (1.0 + self.timeouts_in_row as f64 + self.strikes as f64)
+        bw * self.fill.max(0.01) / (1.0 + rtt / 100.0) / (1.0 + self.timeouts_in_row as f64 + self.strikes as f64)
     }
 
     /// Byte budget for a range request to this peer.

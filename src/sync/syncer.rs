@@ -180,6 +180,8 @@ pub struct Syncer {
     /// Peers that answered empty for the current root, until when (ms): a single empty reply
     /// may come from a request corrupted in transit, so the mark expires.
     stateless: BTreeMap<PeerId, u64>,
+    /// How fully the reply being handled answers its request (see [`PeerState::fill`]).
+    fill: f64,
     requests: BTreeMap<u64, InFlight>,
     storage_in_flight: BTreeSet<B256>,
     codes_in_flight: BTreeSet<B256>,
@@ -226,6 +228,7 @@ impl Syncer {
             peers: BTreeMap::new(),
             departed: BTreeMap::new(),
             stateless: BTreeMap::new(),
+            fill: 1.0,
             requests: BTreeMap::new(),
             storage_in_flight: BTreeSet::new(),
             codes_in_flight: BTreeSet::new(),
@@ -492,6 +495,7 @@ impl Syncer {
             p.finished(req.kind);
         }
         let mut batch = self.take_batch(store);
+        self.fill = 1.0;
         let verdict = match (msg, req.work.clone()) {
             (Message::AccountRange(r), Work::Accounts { chunk, origin, limit }) => {
                 self.on_accounts(store, &mut batch, &req, r, chunk, origin, limit)
@@ -516,6 +520,7 @@ impl Syncer {
                 self.stats.kind(req.kind).ok += 1;
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.measured(size, elapsed);
+                    p.answered(self.fill);
                 }
                 self.last_progress_at = now;
             }
@@ -588,6 +593,9 @@ impl Syncer {
             return Verdict::Ok; // stale reply for work already done (e.g. after a restart)
         }
         let mut reached_end = !has_more;
+        if has_more {
+            self.fill = body_bytes as f64 / req.bytes.max(1) as f64;
+        }
         let mut last_kept = None;
         let mut dirty = Vec::with_capacity(keys.len());
         batch.accounts.reserve(keys.len());
@@ -702,7 +710,12 @@ impl Syncer {
                     built.push(n)
                 }) {
                     Ok(more) => outcome.push((
-                        acct,
+                        {
+                            if more {
+                                self.fill = bytes as f64 / req.bytes.max(1) as f64;
+                            }
+                            acct
+                        },
                         !more,
                         if more { keys.last().and_then(|k| inc(*k)) } else { None },
                     )),
@@ -816,6 +829,7 @@ impl Syncer {
             got.push((h, code));
             j += 1;
         }
+        self.fill = got.len() as f64 / hashes.len().max(1) as f64;
         let delivered: BTreeSet<B256> = got.iter().map(|(h, _)| *h).collect();
         for (h, code) in got {
             if heal {
@@ -860,6 +874,7 @@ impl Syncer {
                     Verdict::Fault("unrequested or out-of-order trie node".into())
                 }
                 Ok((delivered, missing)) => {
+                    self.fill = delivered.len() as f64 / items.len().max(1) as f64;
                     for (item, rlp) in delivered {
                         healer.on_node(store, batch, &item, rlp);
                     }
@@ -1247,11 +1262,21 @@ impl Syncer {
         };
         let rtt0 = median(self.peers.values().filter(|p| p.link.known()).map(|p| p.link.rtt_ms).collect())
             .unwrap_or(prior::RTT_MS);
+        let rtt_min = self
+            .peers
+            .values()
+            .filter(|p| p.link.known())
+            .map(|p| p.link.rtt_ms)
+            .fold(rtt0, f64::min);
         let bw0 = median(self.peers.values().filter(|p| p.link.bw > 0.0).map(|p| p.link.bw).collect())
             .unwrap_or(prior::BW);
         let mut by_peer: BTreeMap<PeerId, Vec<(u64, u64, u64)>> = BTreeMap::new();
         for (id, r) in &self.requests {
-            by_peer.entry(r.peer).or_default().push((*id, r.sent_at, self.expected_reply(r.bytes, &r.work)));
+            // a peer that answers only part of what it is asked (it caps its replies) sends
+            // that much less: its link is free sooner, and more requests fit in flight
+            let fill = self.peers.get(&r.peer).map_or(1.0, |p| p.fill.clamp(0.05, 1.0));
+            let exp = (self.expected_reply(r.bytes, &r.work) as f64 * fill) as u64;
+            by_peer.entry(r.peer).or_default().push((*id, r.sent_at, exp.max(1)));
         }
         let usable_peers = self
             .peers
@@ -1265,7 +1290,12 @@ impl Syncer {
         let mut arrivals = BTreeMap::new();
         for (id, p) in self.peers.iter_mut() {
             let known = p.link.known();
-            let mut rtt = if known { p.link.rtt_ms } else { rtt0 }.max(p.link.floor_ms).max(1.0);
+            // a peer never asked is assumed quicker than the quickest measured one, so it gets
+            // asked once: with few requests in flight (low concurrency) a peer assumed merely
+            // average would never be tried, however fast it is
+            let untried = !known && p.ok == 0 && p.timeouts_in_row == 0 && p.asked.iter().all(|n| *n == 0);
+            let prior_rtt = if untried { 0.5 * rtt_min } else { rtt0 };
+            let mut rtt = if known { p.link.rtt_ms } else { prior_rtt }.max(p.link.floor_ms).max(1.0);
             let bw = if p.link.bw > 0.0 { p.link.bw } else { bw0 };
             let depth = (self.cfg.concurrency as u64 / usable_peers).max(2) as u32;
             let list = by_peer.get(id).map(Vec::as_slice).unwrap_or_default();
@@ -1288,7 +1318,7 @@ impl Syncer {
             }
             let rtt_high = rtt + 2.0 * p.link.rtt_dev;
             let base_rtt =
-                if known { p.link.rtt_ms } else { rtt0 }.max(p.link.floor_ms) + 2.0 * p.link.rtt_dev;
+                if known { p.link.rtt_ms } else { prior_rtt }.max(p.link.floor_ms) + 2.0 * p.link.rtt_dev;
             p.plan = Plan {
                 rtt,
                 base_rtt,
@@ -1757,6 +1787,9 @@ impl Syncer {
                 Err(e) => return Verdict::Fault(format!("storage proof: {e}")),
             }
         };
+        if more {
+            self.fill = bytes as f64 / req.bytes.max(1) as f64;
+        }
         batch.slots.reserve(set.len());
         for s in &set {
             batch.slots.push((account, s.hash, SlotValue::from(&s.data[..])));

@@ -51,6 +51,9 @@ pub struct FuzzArgs {
     /// Run this one scenario file with the fuzz invariants (and --plant), to reproduce a failure.
     #[arg(long, hide = true, value_name = "SCENARIO.toml")]
     pub replay: Option<PathBuf>,
+    /// Stop the campaign after this many failures (each is shrunk, which takes a while).
+    #[arg(long, value_name = "N")]
+    pub max_failures: Option<usize>,
     /// Print a line per run (seed, verdict, virtual and wall time).
     #[arg(long, short)]
     pub verbose: bool,
@@ -90,7 +93,8 @@ fn parse_time(s: &str) -> Result<std::time::Duration, String> {
     Ok(d.as_std())
 }
 
-fn parse_plant(s: &str) -> Result<PlantedBug, String> {
+/// Parses a planted bug's name (`--plant`).
+pub fn parse_plant(s: &str) -> Result<PlantedBug, String> {
     PlantedBug::from_name(s).ok_or_else(|| {
         let names: Vec<&str> = PlantedBug::ALL.iter().map(|b| b.name()).collect();
         format!("unknown planted bug {s:?} (expected one of: {})", names.join(", "))
@@ -388,6 +392,7 @@ pub fn campaign(cfg: &Config, log: &mut dyn Write) -> Result<Summary, String> {
         let reproduce = match cfg.plant {
             None if inv.is_expectation() => format!("syncsim run {}", path.display()),
             None => format!("syncsim fuzz --replay {}", path.display()),
+            Some(p) if inv.is_expectation() => format!("syncsim run {} --plant {}", path.display(), p.name()),
             Some(p) => format!("syncsim fuzz --replay {} --plant {}", path.display(), p.name()),
         };
         let _ = writeln!(
@@ -461,6 +466,14 @@ pub fn main(args: &FuzzArgs) -> i32 {
     if let Some(file) = &args.replay {
         return replay(file, args.plant);
     }
+    if args.out.exists() && !args.out.is_dir() {
+        eprintln!("error: --out {}: not a directory", args.out.display());
+        return EXIT_USAGE;
+    }
+    if args.max_failures == Some(0) {
+        eprintln!("error: --max-failures must be at least 1");
+        return EXIT_USAGE;
+    }
     let base = match &args.base {
         None => None,
         Some(p) => match Scenario::load(p) {
@@ -479,7 +492,7 @@ pub fn main(args: &FuzzArgs) -> i32 {
         out: args.out.clone(),
         base,
         plant: args.plant,
-        max_failures: None,
+        max_failures: args.max_failures,
         shrink_budget: SHRINK_BUDGET,
         verbose: args.verbose,
     };
