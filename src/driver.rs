@@ -50,6 +50,9 @@ pub trait Network {
     fn next_event(&mut self, deadline: Option<Instant>) -> impl Future<Output = Option<NetEvent>>;
     /// Reports a phase change (for traces and progress displays).
     fn phase(&mut self, _phase: &str) {}
+    /// Reports a node-side event for the record (traces): `timeout` or `penalty`, the peer,
+    /// and a short description. It must not change what happens.
+    fn note(&mut self, _event: &str, _peer: Option<PeerId>, _detail: &str) {}
 }
 
 /// Node settings.
@@ -233,6 +236,7 @@ impl<'a, N: Network> Node<'a, N> {
     /// once failures are repeated and not rare next to its good replies (a message corrupted
     /// in transit must not cost an honest peer its connection).
     fn header_fault(&mut self, peer: PeerId, reason: String) {
+        self.net.note("penalty", Some(peer), &reason);
         self.penalised.insert(peer);
         self.bench_peer(peer);
         let rec = self.record.entry(peer).or_insert((0, 0));
@@ -435,10 +439,12 @@ impl<'a, N: Network> Node<'a, N> {
         let instant = Instant::now();
         if let Some(p) = self.header_req.take_if(|h| h.deadline <= instant) {
             self.stats.headers.timed_out += 1;
+            self.net.note("timeout", Some(p.peer), "Headers");
             self.bench_peer(p.peer);
         }
         if let Some(p) = self.body_req.take_if(|h| h.deadline <= instant) {
             self.stats.bodies.timed_out += 1;
+            self.net.note("timeout", Some(p.peer), "Bodies");
             self.bench_peer(p.peer);
         }
     }
@@ -448,6 +454,10 @@ impl<'a, N: Network> Node<'a, N> {
             match a {
                 Action::Send { peer, msg } => self.net.send(peer, msg.encode()),
                 Action::Drop { peer, reason } => self.drop_peer(peer, reason),
+                Action::TimedOut { peer, kind, request_id } => {
+                    self.net.note("timeout", Some(peer), &format!("{kind:?} #{request_id}"))
+                }
+                Action::Penalise { peer, reason } => self.net.note("penalty", Some(peer), &reason),
             }
         }
     }

@@ -110,10 +110,13 @@ pub enum GenesisError {
         source: std::io::Error,
     },
     /// An error while parsing the given file.
-    #[error("{}: {source}", path.display())]
+    #[error("{}:{line}: {source}", path.display())]
     InFile {
         /// The file.
         path: PathBuf,
+        /// 1-based line of the offending case, account or field (of the JSON error, for
+        /// invalid JSON; 1 when it cannot be placed).
+        line: usize,
         /// What went wrong.
         #[source]
         source: Box<GenesisError>,
@@ -214,6 +217,61 @@ pub enum GenesisError {
 }
 
 impl GenesisError {
+    /// The 1-based line of `text` the error is about: the JSON error's own line, or the line
+    /// where the case, account and field it names are written (each looked for after the one
+    /// before); 1 when nothing can be placed.
+    pub fn line_in(&self, text: &str) -> usize {
+        if let Self::Json { line, .. } = self {
+            return *line;
+        }
+        let mut anchors: Vec<String> = Vec::new();
+        let mut e = self;
+        loop {
+            match e {
+                Self::InCase { case, source } => {
+                    anchors.push(case.clone());
+                    e = source;
+                }
+                Self::InFile { source, .. } => e = source,
+                Self::BadAddress { address, .. }
+                | Self::DuplicateAddress { address, .. }
+                | Self::AccountNotObject { address, .. } => {
+                    anchors.push(address.clone());
+                    break;
+                }
+                Self::BadField { address, field, .. } => {
+                    anchors.push(address.clone());
+                    // `storage key K` / `storage[K]`: the storage map, then the key
+                    match field
+                        .strip_prefix("storage key ")
+                        .or_else(|| field.strip_prefix("storage[").and_then(|k| k.strip_suffix(']')))
+                    {
+                        Some(key) => anchors.extend(["storage".to_string(), key.to_string()]),
+                        None => anchors.push(field.clone()),
+                    }
+                    break;
+                }
+                Self::DuplicateSlot { address, key, .. } => {
+                    anchors.extend([address.clone(), key.clone()]);
+                    break;
+                }
+                _ => break,
+            }
+        }
+        let mut at = None;
+        let mut from = 0;
+        for a in &anchors {
+            match text[from..].find(&format!("\"{a}\"")) {
+                Some(off) => {
+                    at = Some(from + off);
+                    from += off + a.len() + 2;
+                }
+                None => break,
+            }
+        }
+        at.map_or(1, |off| text[..off].matches('\n').count() + 1)
+    }
+
     /// The innermost error, past any file and case context.
     pub fn innermost(&self) -> &GenesisError {
         match self {
@@ -227,7 +285,11 @@ impl GenesisError {
 pub fn load_genesis(path: &Path) -> Result<Vec<(Option<String>, State)>, GenesisError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| GenesisError::Io { path: path.to_path_buf(), source })?;
-    parse_genesis(&text).map_err(|e| GenesisError::InFile { path: path.to_path_buf(), source: Box::new(e) })
+    parse_genesis(&text).map_err(|e| GenesisError::InFile {
+        path: path.to_path_buf(),
+        line: e.line_in(&text),
+        source: Box::new(e),
+    })
 }
 
 /// Parses genesis JSON text: one genesis (name `None`), a map of named cases (one entry per case,
@@ -427,9 +489,7 @@ fn parse_address(s: &str) -> Result<[u8; 20], ValueError> {
 /// A 32-byte word from hex of at most 32 bytes, left-padded (storage keys and values).
 fn word(s: &str) -> Result<B256, ValueError> {
     let bytes = hex_bytes(s)?;
-    if bytes.is_empty() {
-        return Err(ValueError::Empty);
-    }
+    // geth reads an empty word ("0x") as zero
     if bytes.len() > 32 {
         return Err(ValueError::TooLong { len: bytes.len(), max: 32 });
     }
@@ -447,7 +507,19 @@ fn parse_storage_value(v: &Value) -> Result<U256, ValueError> {
 }
 
 fn json_integer(n: &serde_json::Number) -> Result<U256, ValueError> {
-    n.as_u64().map(U256::from).ok_or_else(|| ValueError::NotAnInteger(n.to_string()))
+    // integers beyond u64 are kept as written (serde_json's arbitrary precision), as geth's
+    // decimal quantities accept them; fractions and exponents are not integers
+    n.as_u64().map(U256::from).map_or_else(
+        || {
+            let text = n.to_string();
+            if text.bytes().all(|b| b.is_ascii_digit()) {
+                parse_quantity(&text)
+            } else {
+                Err(ValueError::NotAnInteger(text))
+            }
+        },
+        Ok,
+    )
 }
 
 /// A quantity: `0x` hex, decimal string, or non-negative JSON integer; must fit in 256 bits.
@@ -540,7 +612,7 @@ mod tests {
         assert!(matches!(hex_bytes("0x0g"), Err(ValueError::BadHexDigit { ch: 'g', pos: 1 })));
         assert_eq!(word("0x03").unwrap(), B256::with_last_byte(3));
         assert_eq!(word(&"11".repeat(33)), Err(ValueError::TooLong { len: 33, max: 32 }));
-        assert_eq!(word("0x"), Err(ValueError::Empty));
+        assert_eq!(word("0x"), Ok(B256::ZERO));
         assert!(parse_address("0x00").is_err());
         assert!(looks_like_address("0xAB"));
         assert!(!looks_like_address("0x"));

@@ -237,9 +237,41 @@ fn balance_overflow() {
     // 2^256 - 1 is fine.
     let max = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
     assert!(parse_genesis(&one_account(&format!(r#"{{"balance": "{max}"}}"#))).is_ok());
-    // A JSON number beyond u64 cannot be represented exactly.
-    let (_, msg) = must_fail(&one_account(r#"{"balance": 100000000000000000000000}"#));
-    assert!(msg.contains("not an exact non-negative integer"), "{msg}");
+    // A bare JSON integer beyond u64 is read exactly (as geth does); a fraction or an
+    // exponent is not an integer.
+    let big = parse_genesis(&one_account(r#"{"balance": 100000000000000000000000}"#)).unwrap();
+    let small = parse_genesis(&one_account(r#"{"balance": "100000000000000000000000"}"#)).unwrap();
+    assert_eq!(big[0].1.root(), small[0].1.root());
+    for bad in ["1e23", "1.5", "-100000000000000000000000"] {
+        let (_, msg) = must_fail(&one_account(&format!(r#"{{"balance": {bad}}}"#)));
+        assert!(msg.contains("not an exact non-negative integer"), "{msg}");
+    }
+}
+
+#[test]
+fn empty_storage_word_is_zero() {
+    // geth reads "0x" as a zero word: a zero value, so the slot is dropped
+    let with = parse_genesis(&one_account(r#"{"balance": "1", "storage": {"0x01": "0x"}}"#)).unwrap();
+    let without = parse_genesis(&one_account(r#"{"balance": "1"}"#)).unwrap();
+    assert_eq!(with[0].1.root(), without[0].1.root());
+}
+
+#[test]
+fn file_errors_name_the_line() {
+    let dir = std::env::temp_dir().join(format!("syncsim-genesis-lines-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        (format!("{{\n \"alloc\": {{\n  \"{ADDR}\": {{\n   \"nonce\": \"1\",\n   \"balance\": \"0xZZ\"\n  }}\n }}\n}}\n"), 5),
+        (format!("{{\n \"alloc\": {{\n  \"0x01\": {{}},\n  \"{ADDR}\": {{}}\n }}\n}}\n"), 3),
+        (format!("{{\"alloc\": {{\n \"{ADDR}\": {{\n  \"storage\": {{\n   \"0x01\": \"0x02\",\n   \"0xq1\": \"0x01\"\n}}}}}}}}"), 5),
+        ("{\n\n \"alloc\": {,}\n}".to_string(), 3),
+    ];
+    for (i, (text, line)) in cases.iter().enumerate() {
+        let path = dir.join(format!("case{i}.json"));
+        std::fs::write(&path, text).unwrap();
+        let msg = load_genesis(&path).unwrap_err().to_string();
+        assert!(msg.contains(&format!("case{i}.json:{line}:")), "line {line} expected: {msg}\n{text}");
+    }
 }
 
 #[test]

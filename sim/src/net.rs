@@ -492,8 +492,22 @@ impl Network for World {
         }
     }
 
+    fn note(&mut self, event: &str, peer: Option<u32>, detail: &str) {
+        let now = self.now_us();
+        self.trace.event(now, event, peer, detail, &[]);
+    }
+
     fn phase(&mut self, phase: &str) {
         let now = self.now_us();
+        if phase == "verify" || phase == "execution" {
+            // the state is complete: a crash still pending (the sync went quicker than its
+            // moments were spread over) happens now, so `faults.crash = N` means N crashes
+            let pending = self.queue.iter().find(|(_, ev)| matches!(ev, Ev::Crash)).map(|(k, _)| *k);
+            if let Some(key) = pending {
+                self.queue.remove(&key);
+                self.push(now, Ev::Crash);
+            }
+        }
         if self.crash_on_phase.as_ref().is_some_and(|(p, _)| p == phase) {
             if let Some((_, delay)) = self.crash_on_phase.take() {
                 self.push(now + delay, Ev::Crash);

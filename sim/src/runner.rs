@@ -382,12 +382,26 @@ pub fn run_with_state(
 
     let mut expectations = Vec::new();
     if sc.expect.converge {
+        // the contract: the node's root equals the oracle's at its pivot and at its head
         expectations.push(Expectation {
             name: "converge".into(),
-            ok: converged,
-            detail: match &failure {
-                Some(f) => f.clone(),
-                None => format!("node {} vs oracle {expected}", local_root.unwrap_or_default()),
+            ok: converged && head_root_ok,
+            detail: match (&failure, node_head) {
+                (Some(f), _) => f.clone(),
+                (None, _) if !converged => {
+                    format!("node {} vs oracle {expected}", local_root.unwrap_or_default())
+                }
+                (None, Some((h, _, root))) if !head_root_ok => {
+                    format!(
+                        "pivot root matches, but at head #{h} the node has {root}, not the canonical root"
+                    )
+                }
+                (None, None) if !head_root_ok => {
+                    "pivot root matches, but the node reports no head".to_string()
+                }
+                (None, _) => {
+                    format!("node {} vs oracle {expected} (head root ok)", local_root.unwrap_or_default())
+                }
             },
         });
     }

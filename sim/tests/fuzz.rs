@@ -191,7 +191,18 @@ fn cli_campaign_files_and_exit_codes() {
 
     // A planted bug: exit 1, a failure file, and a command that reproduces it.
     let o = bin()
-        .args(["fuzz", "--runs", "50", "--seed", "1", "--max-failures", "1", "--plant", "skip-final-check", "--out"])
+        .args([
+            "fuzz",
+            "--runs",
+            "50",
+            "--seed",
+            "1",
+            "--max-failures",
+            "1",
+            "--plant",
+            "skip-final-check",
+            "--out",
+        ])
         .arg(&out)
         .output()
         .expect("runs");
@@ -205,7 +216,12 @@ fn cli_campaign_files_and_exit_codes() {
     let file = std::path::PathBuf::from(cmd[2]);
     assert!(file.is_file(), "{stdout}");
     // `syncsim run` reproduces it, and so does the fuzz replay
-    let o = bin().args(["run", "--quiet"]).arg(&file).args(["--plant", "skip-final-check"]).output().expect("runs");
+    let o = bin()
+        .args(["run", "--quiet"])
+        .arg(&file)
+        .args(["--plant", "skip-final-check"])
+        .output()
+        .expect("runs");
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
     let o =
         bin().args(["fuzz", "--plant", "skip-final-check", "--replay"]).arg(&file).output().expect("runs");

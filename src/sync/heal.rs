@@ -53,6 +53,13 @@ pub struct Healer {
     parents: HashKeyed<Vec<B256>>,
     /// Nodes written by this healer (also in the batch not yet committed).
     written: HashKeyed<()>,
+    /// Verified nodes not (yet) wanted: delivered for an earlier root's heal (their requests
+    /// outlive a pivot move), or waiting for children when the pivot moved. A node wanted
+    /// later is taken from here instead of being fetched again; unchanged subtrees of a new
+    /// root cost nothing.
+    cache: HashKeyed<Vec<u8>>,
+    /// Wanted nodes found in `cache`, to process (see [`Healer::drain_cached`]).
+    ready: Vec<HealItem>,
     /// Nodes healed so far.
     pub healed: u64,
     /// Codes healed so far.
@@ -60,18 +67,55 @@ pub struct Healer {
 }
 
 impl Healer {
+    /// Most nodes kept in the cache of verified, unwanted nodes.
+    pub const CACHE_NODES: usize = 1 << 20;
+
     /// Starts healing towards `root`.
     pub fn new(root: B256, store: &dyn SyncStore) -> Self {
-        let mut h = Healer::default();
+        Self::with_cache(root, store, HashKeyed::default())
+    }
+
+    /// Starts healing towards `root` with verified nodes from earlier heals (see
+    /// [`Healer::into_cache`]); call [`Healer::drain_cached`] before asking for work.
+    pub fn with_cache(root: B256, store: &dyn SyncStore, cache: HashKeyed<Vec<u8>>) -> Self {
+        let mut h = Healer { cache, ..Healer::default() };
         if root != EMPTY_ROOT && !store.has_node(&root) {
             h.want_node(root, HealPath { account: None, path: Vec::new() }, None);
         }
         h
     }
 
+    /// The verified nodes this healer holds uncommitted (cached, or waiting for children),
+    /// for the healer of the next root.
+    pub fn into_cache(mut self) -> HashKeyed<Vec<u8>> {
+        for (hash, p) in self.pending.drain() {
+            if self.cache.len() < Self::CACHE_NODES {
+                self.cache.insert(hash, p.rlp);
+            }
+        }
+        self.cache
+    }
+
+    /// Keeps a node verified to hash to `hash` that no one wants yet.
+    pub fn cache_node(&mut self, store: &dyn SyncStore, hash: B256, rlp: Vec<u8>) {
+        if self.cache.len() < Self::CACHE_NODES && !self.present(store, &hash) {
+            self.cache.insert(hash, rlp);
+        }
+    }
+
+    /// Processes the wanted nodes found in the cache (which may want more of them).
+    pub fn drain_cached(&mut self, store: &dyn SyncStore, batch: &mut WriteBatch) {
+        while let Some(item) = self.ready.pop() {
+            match self.cache.remove(&item.hash) {
+                Some(rlp) => self.on_node(store, batch, &item, rlp),
+                None => self.requeue_nodes([item]),
+            }
+        }
+    }
+
     /// True when nothing is queued, in flight or waiting.
     pub fn is_done(&self) -> bool {
-        self.parents.is_empty() && self.pending.is_empty()
+        self.parents.is_empty() && self.pending.is_empty() && self.ready.is_empty()
     }
 
     /// Nodes queued and not in flight.
@@ -93,7 +137,11 @@ impl Healer {
         let entry = self.parents.entry(hash).or_default();
         entry.extend(parent);
         if fresh {
-            self.queue.insert((Reverse(path.path.len() + path.account.map_or(0, |_| 64)), path), hash);
+            if self.cache.contains_key(&hash) {
+                self.ready.push(HealItem { hash, path });
+            } else {
+                self.queue.insert((Reverse(path.path.len() + path.account.map_or(0, |_| 64)), path), hash);
+            }
         }
         true
     }
@@ -151,7 +199,14 @@ impl Healer {
 
     /// Processes a node already verified to hash to `item.hash`.
     pub fn on_node(&mut self, store: &dyn SyncStore, batch: &mut WriteBatch, item: &HealItem, rlp: Vec<u8>) {
-        if !self.parents.contains_key(&item.hash) || self.pending.contains_key(&item.hash) {
+        if !self.parents.contains_key(&item.hash) {
+            // asked for an earlier root, or delivered twice: keep it in case it is wanted
+            if !self.pending.contains_key(&item.hash) {
+                self.cache_node(store, item.hash, rlp);
+            }
+            return;
+        }
+        if self.pending.contains_key(&item.hash) {
             return; // duplicate delivery
         }
         let Ok(node) = Node::decode(&rlp) else {

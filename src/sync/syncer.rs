@@ -61,6 +61,24 @@ pub enum Action {
         /// Why.
         reason: String,
     },
+    /// For the record (traces, logs): a request went unanswered past its deadline; the peer
+    /// is benched for a while and the work is queued again.
+    TimedOut {
+        /// The peer.
+        peer: PeerId,
+        /// What was asked.
+        kind: Kind,
+        /// The request's id.
+        request_id: u64,
+    },
+    /// For the record: a reply failed decoding or verification; the peer is penalised (a
+    /// `Drop` follows once its misbehaviour is provable or repeated).
+    Penalise {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Per-kind request counters, as reported.
@@ -188,6 +206,9 @@ pub struct Syncer {
     /// The adaptive scheduler's state: split contracts, bundle statistics.
     sched: Sched,
     healer: Option<Healer>,
+    /// Verified trie nodes kept over a pivot move for the next healer (see
+    /// [`Healer::into_cache`]).
+    heal_cache: crate::trie::db::HashKeyed<Vec<u8>>,
     stats: SyncStats,
     last_progress_at: u64,
     dirty: bool,
@@ -234,6 +255,7 @@ impl Syncer {
             codes_in_flight: BTreeSet::new(),
             sched: Sched::default(),
             healer: None,
+            heal_cache: Default::default(),
             stats: SyncStats::default(),
             last_progress_at: 0,
             dirty: false,
@@ -318,7 +340,14 @@ impl Syncer {
 
     fn retarget(&mut self, root: B256) {
         self.rescan = true;
-        for (_, r) in std::mem::take(&mut self.requests) {
+        // range replies are proven against the old root: their requests go; trie-node
+        // requests stay in flight, as their nodes are checked by hash and kept for the new
+        // root's healer (most of a trie outlives a pivot move)
+        for (id, r) in std::mem::take(&mut self.requests) {
+            if matches!(r.work, Work::Heal { .. }) {
+                self.requests.insert(id, r);
+                continue;
+            }
             if let Some(p) = self.peers.get_mut(&r.peer) {
                 p.finished(r.kind);
             }
@@ -336,6 +365,7 @@ impl Syncer {
         if let Some(h) = self.healer.take() {
             self.stats.healed_nodes += h.healed;
             self.stats.healed_codes += h.healed_codes;
+            self.heal_cache = h.into_cache();
         }
         self.dirty = true;
     }
@@ -417,8 +447,10 @@ impl Syncer {
     pub fn on_tick(&mut self, now: u64) -> Vec<Action> {
         let expired: Vec<u64> =
             self.requests.iter().filter(|(_, r)| r.deadline <= now).map(|(id, _)| *id).collect();
+        let mut out = Vec::with_capacity(expired.len());
         for id in expired {
             if let Some(r) = self.requests.remove(&id) {
+                out.push(Action::TimedOut { peer: r.peer, kind: r.kind, request_id: id });
                 debug!(id, peer = r.peer, kind = ?r.kind, "request timed out");
                 self.stats.kind(r.kind).timed_out += 1;
                 if let Some(p) = self.peers.get_mut(&r.peer) {
@@ -435,7 +467,7 @@ impl Syncer {
                 self.revert(r.work);
             }
         }
-        Vec::new()
+        out
     }
 
     /// A message from `peer` that failed to decode: a fault.
@@ -445,11 +477,12 @@ impl Syncer {
         self.penalised.insert(peer);
         let Some(p) = self.peers.get_mut(&peer) else { return Vec::new() };
         p.garbage += 1;
+        let mut out = vec![Action::Penalise { peer, reason: format!("undecodable message: {reason}") }];
         if p.garbage >= 3 && p.garbage * 2 > p.messages {
             self.remove_peer(peer);
-            return vec![Action::Drop { peer, reason: format!("undecodable messages: {reason}") }];
+            out.push(Action::Drop { peer, reason: format!("undecodable messages: {reason}") });
         }
-        Vec::new()
+        out
     }
 
     /// Counts a message from `peer` that decoded (any kind).
@@ -462,12 +495,12 @@ impl Syncer {
     fn fault(&mut self, peer: PeerId, reason: String) -> Vec<Action> {
         self.penalised.insert(peer);
         let drop = self.peers.get_mut(&peer).is_some_and(|p| p.strike());
+        let mut out = vec![Action::Penalise { peer, reason: reason.clone() }];
         if drop {
             self.remove_peer(peer);
-            vec![Action::Drop { peer, reason }]
-        } else {
-            Vec::new()
+            out.push(Action::Drop { peer, reason });
         }
+        out
     }
 
     /// Handles a decoded reply. Commits what it accepts to `store`.
@@ -860,7 +893,22 @@ impl Syncer {
         r: TrieNodes,
         items: Vec<HealItem>,
     ) -> Verdict {
-        let Some(mut healer) = self.healer.take() else { return Verdict::Ok };
+        let Some(mut healer) = self.healer.take() else {
+            // asked before a pivot move, answered before the new root's healer started: keep
+            // what hashes right for it
+            if r.nodes.len() <= items.len() {
+                if let Ok((delivered, _)) =
+                    match_nodes(&items, r.nodes.into_iter().map(|b| b.to_vec()).collect())
+                {
+                    for (item, rlp) in delivered {
+                        if self.heal_cache.len() < Healer::CACHE_NODES && !store.has_node(&item.hash) {
+                            self.heal_cache.insert(item.hash, rlp);
+                        }
+                    }
+                }
+            }
+            return Verdict::Ok;
+        };
         let verdict = if r.nodes.is_empty() {
             healer.requeue_nodes(items);
             Verdict::Stateless
@@ -878,6 +926,7 @@ impl Syncer {
                     for (item, rlp) in delivered {
                         healer.on_node(store, batch, &item, rlp);
                     }
+                    healer.drain_cached(store, batch);
                     healer.requeue_nodes(missing);
                     Verdict::Ok
                 }
@@ -1087,7 +1136,14 @@ impl Syncer {
             && self.progress.storage.is_empty()
             && self.progress.codes.is_empty()
         {
-            self.healer = Some(Healer::new(self.progress.root, store));
+            let mut healer =
+                Healer::with_cache(self.progress.root, store, std::mem::take(&mut self.heal_cache));
+            let mut batch = WriteBatch::default();
+            healer.drain_cached(store, &mut batch);
+            self.healer = Some(healer);
+            if !batch.is_empty() {
+                self.flush(store, batch);
+            }
         }
         if self.cfg.sizing == SizingPolicy::Adaptive {
             return self.poll_adaptive(now, store);
@@ -1262,12 +1318,8 @@ impl Syncer {
         };
         let rtt0 = median(self.peers.values().filter(|p| p.link.known()).map(|p| p.link.rtt_ms).collect())
             .unwrap_or(prior::RTT_MS);
-        let rtt_min = self
-            .peers
-            .values()
-            .filter(|p| p.link.known())
-            .map(|p| p.link.rtt_ms)
-            .fold(rtt0, f64::min);
+        let rtt_min =
+            self.peers.values().filter(|p| p.link.known()).map(|p| p.link.rtt_ms).fold(rtt0, f64::min);
         let bw0 = median(self.peers.values().filter(|p| p.link.bw > 0.0).map(|p| p.link.bw).collect())
             .unwrap_or(prior::BW);
         let mut by_peer: BTreeMap<PeerId, Vec<(u64, u64, u64)>> = BTreeMap::new();
@@ -1286,7 +1338,11 @@ impl Syncer {
             })
             .count()
             .max(1) as u64;
-        let fair = self.queued_bytes().map_or(u64::MAX, |q| q / usable_peers);
+        // the work left is shared among the requests that can be in flight at once: no more
+        // than the usable peers, nor than the concurrency allows (with one request at a time,
+        // that one takes everything)
+        let parallel = usable_peers.min(self.cfg.concurrency.max(1) as u64);
+        let fair = self.queued_bytes().map_or(u64::MAX, |q| q / parallel);
         let mut arrivals = BTreeMap::new();
         for (id, p) in self.peers.iter_mut() {
             let known = p.link.known();

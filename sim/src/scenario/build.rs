@@ -210,6 +210,16 @@ impl<'a> Builder<'a> {
         Ok(d)
     }
 
+    /// A duration the node or the chain keeps in milliseconds: at least 1ms (below, it would
+    /// truncate to zero: a zero timeout spins, a zero block time makes no blocks).
+    fn duration_ms(&self, n: &Node, path: &str, origin: &Origin) -> Result<Duration> {
+        let d = self.duration(n, path, origin, true)?;
+        if d.as_millis() == 0 {
+            return Err(self.invalid(origin, path, format!("expected a duration of at least 1ms, got {d}")));
+        }
+        Ok(d)
+    }
+
     fn size(&self, n: &Node, path: &str, origin: &Origin, positive: bool) -> Result<Size> {
         let s = match n.value {
             Value::Int(_) => Size(self.uint(n, path, origin, 0, u64::MAX)?),
@@ -493,7 +503,7 @@ impl<'a> Builder<'a> {
         if let Some(v) = self.opt(&t, "blocks", nonneg)? {
             c.blocks = v;
         }
-        if let Some(v) = self.opt(&t, "block_time", |b, n, p, o| b.duration(n, p, o, true))? {
+        if let Some(v) = self.opt(&t, "block_time", |b, n, p, o| b.duration_ms(n, p, o))? {
             c.block_time = v;
         }
         if let Some(v) = self.opt(&t, "changes_per_block", nonneg)? {
@@ -644,7 +654,7 @@ impl<'a> Builder<'a> {
         if let Some(v) = self.opt(&t, "concurrency", positive)? {
             s.concurrency = v;
         }
-        if let Some(v) = self.opt(&t, "request_timeout", |b, n, p, o| b.duration(n, p, o, true))? {
+        if let Some(v) = self.opt(&t, "request_timeout", |b, n, p, o| b.duration_ms(n, p, o))? {
             s.request_timeout = v;
         }
         if let Some(v) = self.opt(&t, "pivot_distance", |b, n, p, o| b.uint(n, p, o, 0, u64::MAX))? {
@@ -664,7 +674,7 @@ impl<'a> Builder<'a> {
         if let Some(v) = self.opt(&t, "converge", Self::boolean)? {
             x.converge = v;
         }
-        x.max_virtual_time = self.opt(&t, "max_virtual_time", |b, n, p, o| b.duration(n, p, o, true))?;
+        x.max_virtual_time = self.opt(&t, "max_virtual_time", |b, n, p, o| b.duration_ms(n, p, o))?;
         x.max_requests = self.opt(&t, "max_requests", |b, n, p, o| b.uint(n, p, o, 0, u64::MAX))?;
         x.dropped = self.opt(&t, "dropped", |b, n, p, o| {
             if matches!(n.value, Value::Array(_)) {

@@ -659,6 +659,14 @@ fn bad_unit_strings() {
         ErrorKind::InvalidValue,
         "above zero",
     );
+    // kept in milliseconds by the node: a sub-millisecond timeout would truncate to zero
+    check(
+        &format!("{MINIMAL}[sync]\nrequest_timeout = \"999us\"\n"),
+        7,
+        "sync.request_timeout",
+        ErrorKind::InvalidValue,
+        "at least 1ms",
+    );
     check(
         &format!("{MINIMAL}bandwidth = \"5MiB\"\n"),
         6,
