@@ -241,6 +241,8 @@ pub struct MemStore {
     spare_batch: Option<WriteBatch>,
     meta: BTreeMap<String, Vec<u8>>,
     commits: u64,
+    /// Storage slots held over all accounts (kept as batches merge, for [`MemStore::slot_count`]).
+    slot_count: u64,
 }
 
 impl MemStore {
@@ -251,6 +253,18 @@ impl MemStore {
     /// Number of batches committed.
     pub fn commits(&self) -> u64 {
         self.commits
+    }
+    /// Number of flat accounts stored.
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+    /// Number of distinct codes stored.
+    pub fn code_count(&self) -> usize {
+        self.codes.len()
+    }
+    /// Number of flat storage slots stored, over all accounts.
+    pub fn slot_count(&self) -> u64 {
+        self.slot_count
     }
 }
 
@@ -306,7 +320,10 @@ impl SyncStore for MemStore {
             batch_slots.reverse();
         }
         for run in batch_slots.chunk_by(|x, y| x.0 == y.0) {
-            merge_slots(self.slots.entry(run[0].0).or_default(), run);
+            let held = self.slots.entry(run[0].0).or_default();
+            let before = held.len();
+            merge_slots(held, run);
+            self.slot_count += held.len().saturating_sub(before) as u64;
         }
         if let Some(p) = batch.progress.take() {
             self.spare_progress = self.progress.replace(p);
@@ -377,6 +394,7 @@ mod tests {
         }
         let want: Vec<(B256, SlotValue)> = model.into_iter().collect();
         assert_eq!(store.slots_of(&acct), want);
+        assert_eq!(store.slot_count(), want.len() as u64);
     }
 
     #[test]

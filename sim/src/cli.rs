@@ -29,6 +29,10 @@ pub struct Cli {
 pub enum Command {
     /// Run scenarios and check their expectations.
     ///
+    /// With several scenarios, --report writes one JSON list, while --trace and --plot write
+    /// one file per scenario, numbered from 0 in command-line order before the extension:
+    /// --plot p.svg gives p.0.svg, p.1.svg, ...
+    ///
     /// Example: syncsim run scenarios/quickstart.toml --report out.json --set faults.drop=0.05
     Run {
         /// Scenario files.
@@ -40,10 +44,13 @@ pub enum Command {
         /// Write the JSON report here (a list when several scenarios ran).
         #[arg(long)]
         report: Option<PathBuf>,
-        /// Write every event as JSON lines here.
+        /// Write every event as JSON lines here (FILE.0.jsonl, FILE.1.jsonl, ... for several
+        /// scenarios).
         #[arg(long)]
         trace: Option<PathBuf>,
-        /// Write an SVG plot of sync progress over virtual time.
+        /// Write an SVG plot of sync progress over virtual time: one line per phase that ran,
+        /// markers for pivot moves, crashes and reorgs (FILE.0.svg, FILE.1.svg, ... for several
+        /// scenarios). Recording it changes neither the trace nor the report.
         #[arg(long)]
         plot: Option<PathBuf>,
         /// Override any scenario key, e.g. --set sync.account_bytes=128KiB (repeatable).
@@ -99,6 +106,20 @@ pub enum Command {
         /// The case file.
         case: PathBuf,
     },
+}
+
+/// The `--trace` / `--plot` file of the `i`-th of `n` scenarios: the path as given for one
+/// scenario; for several, the 0-based index goes before the extension (`out.svg` ->
+/// `out.0.svg`, `out.1.svg`; `out` -> `out.0`).
+pub fn numbered(p: &std::path::Path, i: usize, n: usize) -> std::path::PathBuf {
+    if n <= 1 {
+        return p.to_path_buf();
+    }
+    let stem = p.file_stem().map_or_else(|| "out".into(), |s| s.to_string_lossy());
+    match p.extension() {
+        Some(ext) => p.with_file_name(format!("{stem}.{i}.{}", ext.to_string_lossy())),
+        None => p.with_file_name(format!("{stem}.{i}")),
+    }
 }
 
 /// Parses `0x`-prefixed (or bare) hex: ASCII hex digits only, an even number of them.
@@ -240,5 +261,19 @@ pub fn verify_range(path: &Path) -> i32 {
             EXIT_OK
         }
         Err(e) => invalid(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numbered;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn several_scenarios_number_their_files() {
+        assert_eq!(numbered(Path::new("d/p.svg"), 0, 1), PathBuf::from("d/p.svg"));
+        assert_eq!(numbered(Path::new("d/p.svg"), 1, 3), PathBuf::from("d/p.1.svg"));
+        assert_eq!(numbered(Path::new("t.jsonl"), 0, 2), PathBuf::from("t.0.jsonl"));
+        assert_eq!(numbered(Path::new("plain"), 2, 3), PathBuf::from("plain.2"));
     }
 }

@@ -12,6 +12,7 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod sweep;
+pub mod timeline;
 pub mod trace;
 pub mod units;
 pub mod view;

@@ -82,7 +82,7 @@ fn run_cmd(
     let mut reports = Vec::new();
     let mut code = EXIT_OK;
     for (i, sc) in scenarios.iter().enumerate() {
-        let trace_path = trace.as_ref().map(|t| numbered(t, i, scenarios.len()));
+        let trace_path = trace.as_ref().map(|t| cli::numbered(t, i, scenarios.len()));
         match run(
             sc,
             &RunOptions {
@@ -90,6 +90,7 @@ fn run_cmd(
                 trace: trace_path,
                 progress: !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
                 planted: plant,
+                timeline: plot.is_some(),
                 ..Default::default()
             },
         ) {
@@ -99,7 +100,7 @@ fn run_cmd(
                     code = EXIT_FAILED;
                 }
                 if let Some(p) = &plot {
-                    let p = numbered(p, i, scenarios.len());
+                    let p = cli::numbered(p, i, scenarios.len());
                     if let Err(e) = std::fs::write(&p, syncsim::plot::progress_svg(&r)) {
                         eprintln!("error: cannot write {}: {e}", p.display());
                         return EXIT_USAGE;
@@ -127,14 +128,4 @@ fn run_cmd(
         }
     }
     code
-}
-
-/// `out.json` -> `out.2.json` when several scenarios run.
-fn numbered(p: &std::path::Path, i: usize, n: usize) -> std::path::PathBuf {
-    if n <= 1 {
-        return p.to_path_buf();
-    }
-    let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
-    let ext = p.extension().and_then(|s| s.to_str()).unwrap_or("");
-    p.with_file_name(format!("{stem}.{i}.{ext}"))
 }

@@ -110,6 +110,8 @@ pub struct World {
     pub crash_on_phase: Option<(String, u64)>,
     /// The stderr progress display.
     pub progress: crate::progress::Progress,
+    /// Progress samples for `--plot`, when asked for (observes only).
+    pub recorder: Option<crate::timeline::Recorder>,
 }
 
 fn sample_latency_us(rng: &mut ChaCha8Rng, l: &Latency) -> u64 {
@@ -215,6 +217,7 @@ impl World {
             end_us: 0,
             crash_on_phase: None,
             progress: crate::progress::Progress::new(false),
+            recorder: None,
         }
     }
 
@@ -234,6 +237,9 @@ impl World {
         self.trace.event(now, "crash", None, "", &[]);
         self.queue.retain(|_, ev| !matches!(ev, Ev::ToNode { .. } | Ev::ToPeer { .. }));
         self.phases.push((now / 1000, "restart".to_string()));
+        if let Some(r) = &mut self.recorder {
+            r.mark(now / 1000, crate::timeline::Marker::Crash);
+        }
         for i in 0..self.peers.len() {
             let p = &mut self.peers[i];
             p.up_free_us = now;
@@ -353,6 +359,9 @@ impl World {
                     return None;
                 }
                 self.bytes_to_node += bytes.len() as u64;
+                if let Some(r) = &mut self.recorder {
+                    r.delivered(bytes.first().copied().unwrap_or(0xff), bytes.len());
+                }
                 self.trace.event(now, "deliver", Some(peer), "", &bytes);
                 Some(NetEvent::Message { peer, bytes })
             }
@@ -365,6 +374,9 @@ impl World {
                     self.trace.event(now, "peer-undecodable", Some(peer), "", &bytes);
                     return None;
                 };
+                if let Some(r) = &mut self.recorder {
+                    r.requested(now / 1000, &req);
+                }
                 if let Some(reply) = self.serve(peer, &req) {
                     let bytes = reply.encode();
                     self.transmit(peer, bytes, true);
@@ -388,6 +400,9 @@ impl World {
                 let head = self.chain.head_number();
                 let hash = self.chain.block(head).map(|b| b.header.hash()).unwrap_or_default();
                 self.trace.event(now, "reorg", None, &depth.to_string(), hash.as_slice());
+                if let Some(r) = &mut self.recorder {
+                    r.mark(now / 1000, crate::timeline::Marker::Reorg);
+                }
                 Some(NetEvent::Head { number: head, hash })
             }
             Ev::Join(peer) => {
@@ -486,6 +501,9 @@ impl Network for World {
             let (_, ev) = self.queue.pop_first()?;
             let phase = self.phases.last().map_or("start", |p| p.1.as_str());
             self.progress.tick(t / 1000, phase, self.bytes_to_node);
+            if let Some(r) = &mut self.recorder {
+                r.tick(t / 1000);
+            }
             if let Some(out) = self.process(ev) {
                 return Some(out);
             }
@@ -515,6 +533,9 @@ impl Network for World {
         }
         self.trace.event(now, "phase", None, phase, &[]);
         self.phases.push((now / 1000, phase.to_string()));
+        if let Some(r) = &mut self.recorder {
+            r.sample_at(now / 1000);
+        }
     }
 }
 

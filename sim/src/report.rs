@@ -121,6 +121,10 @@ pub struct Report {
     pub stages: BTreeMap<String, u64>,
     /// Injected faults.
     pub faults: crate::net::FaultStats,
+    /// Progress over virtual time, when the run recorded it (`RunOptions::timeline`); not
+    /// part of the JSON report.
+    #[serde(skip)]
+    pub timeline: Option<crate::timeline::Timeline>,
 }
 
 impl Report {

@@ -6,15 +6,17 @@ use crate::chain::{oracle, Chain, ChainParams, SyntheticSpec};
 use crate::net::World;
 use crate::report::{Expectation, PeerReport, Report, Requests};
 use crate::scenario::{Behaviour, Scenario, StateSpec};
+use crate::timeline::ObservedStore;
 use crate::trace::Trace;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Instant as WallInstant;
 use syncsim_node::driver::{Node, NodeConfig, NodeOutcome, NodeStats};
 use syncsim_node::state::State;
-use syncsim_node::store::MemStore;
+use syncsim_node::store::{MemStore, SyncStore};
 use syncsim_node::sync::{SizingPolicy, SyncConfig};
 
 /// Options of one run.
@@ -30,6 +32,9 @@ pub struct RunOptions {
     pub crash_on_phase: Option<(String, u64)>,
     /// Show a progress display on stderr when the run takes longer than a second.
     pub progress: bool,
+    /// Record progress over virtual time into [`Report::timeline`] (for `--plot`); observes
+    /// only: the trace and every report field stay the same.
+    pub timeline: bool,
 }
 
 /// Why a run could not start.
@@ -239,6 +244,9 @@ pub fn run_with_state(
     let seed = opts.seed.unwrap_or(sc.seed);
     let stats = state.stats();
     let lower = lower_bound_ms(sc, &state);
+    let recorder = opts.timeline.then(|| {
+        crate::timeline::Recorder::new([stats.accounts, stats.storage_slots, state.codes.len() as u64])
+    });
     let mut chain = Chain::new(
         state,
         ChainParams {
@@ -273,6 +281,8 @@ pub fn run_with_state(
         let mut world = World::new(sc, chain, seed, Trace::new(trace_out));
         world.crash_on_phase = crash_on_phase.map(|(p, ms)| (p, ms * 1000));
         world.progress = crate::progress::Progress::new(show_progress);
+        let store_counts = recorder.as_ref().map(|r| r.store_counts());
+        world.recorder = recorder;
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x63_7261_7368);
         // crash moments spread over the expected length of the sync
         let estimate_us = (lower.max(2000) as f64 * 1500.0) as u64;
@@ -286,10 +296,20 @@ pub fn run_with_state(
         let mut sessions: Vec<NodeStats> = Vec::new();
         let mut session = 0u64;
         loop {
-            let mut node = Node::new(&mut world, &mut store, cfg.clone(), session);
-            let res = tokio::time::timeout_at(end, node.run()).await;
-            let st = node.final_stats();
-            drop(node);
+            // the node's borrow of the store (through the observer, with --plot) ends here
+            let (res, st) = {
+                let mut observed;
+                let node_store: &mut dyn SyncStore = match &store_counts {
+                    Some(c) => {
+                        observed = ObservedStore::new(&mut store, Rc::clone(c));
+                        &mut observed
+                    }
+                    None => &mut store,
+                };
+                let mut node = Node::new(&mut world, node_store, cfg.clone(), session);
+                let res = tokio::time::timeout_at(end, node.run()).await;
+                (res, node.final_stats())
+            };
             world.end_us = world.now_us();
             sessions.push(st);
             match res {
@@ -308,6 +328,7 @@ pub fn run_with_state(
     world.progress.finish();
     world.trace.flush();
     let virtual_time_ms = world.end_us / 1000;
+    let timeline = world.recorder.take().map(|r| r.finish(virtual_time_ms));
 
     // Oracle: replay the canonical chain up to the pivot from the initial flat state.
     let mut node_head = None;
@@ -485,6 +506,7 @@ pub fn run_with_state(
         trace_hash: format!("{}", world.trace.hash()),
         stages,
         faults: world.fault_stats.clone(),
+        timeline,
     })
 }
 

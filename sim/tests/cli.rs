@@ -248,3 +248,89 @@ fn fuzzer_findings_stay_fixed() {
         assert_eq!(o.status.code(), Some(0), "{case}: {:?}", text(&o));
     }
 }
+
+/// `--plot` writes a well-formed SVG with one polyline per phase that ran, one file per
+/// scenario when several run, and recording it changes neither the trace hash nor any
+/// deterministic report field.
+#[test]
+fn plot_draws_each_phase_and_leaves_the_run_unchanged() {
+    let scenario = root().join("scenarios/crashes.toml");
+    let run = |plot: Option<&Path>, report: &Path| {
+        let mut cmd = bin();
+        cmd.args(["run", scenario.to_str().unwrap(), "--quiet", "--report"]).arg(report);
+        if let Some(p) = plot {
+            cmd.arg("--plot").arg(p);
+        }
+        let o = cmd.output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
+        for k in ["wall_time_ms", "sync_wall_ms", "oracle_root_ms"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        v
+    };
+    let svg_path = tmp("progress.svg");
+    let with = run(Some(&svg_path), &tmp("plot-with.json"));
+    let without = run(None, &tmp("plot-without.json"));
+    assert_eq!(with["trace_hash"], without["trace_hash"], "--plot changed the trace");
+    assert_eq!(with, without, "--plot changed the report");
+
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert_well_formed(&svg);
+    assert!(svg.contains("crashes (seed"), "title lacks scenario and seed");
+    assert!(svg.contains("PASS"), "title lacks the verdict");
+    // the state phases and the staged pipeline all ran in this scenario
+    let series: Vec<&str> = svg
+        .match_indices("data-series=\"")
+        .map(|(i, m)| svg[i + m.len()..].split('"').next().unwrap())
+        .collect();
+    assert_eq!(svg.matches("<polyline").count(), series.len());
+    for phase in ["accounts", "storage", "bytecodes", "headers", "bodies", "execution"] {
+        assert_eq!(series.iter().filter(|s| **s == phase).count(), 1, "{phase}: {series:?}");
+    }
+    assert_eq!(with["crashes"], 2);
+    assert!(svg.contains(">crash x2<"), "crash markers missing");
+    // every polyline has points, the last at 100% of its scale or below
+    for (i, _) in svg.match_indices("points=\"") {
+        let pts = svg[i + 8..].split('"').next().unwrap();
+        assert!(pts.split(' ').count() >= 2, "a line with fewer than two points");
+    }
+
+    // several scenarios: one plot each, numbered from 0
+    let multi = tmp("multi.svg");
+    let o = bin()
+        .args(["run", "--quiet"])
+        .arg(root().join("scenarios/one-honest-peer.toml"))
+        .arg(root().join("scenarios/one-honest-peer.toml"))
+        .arg("--plot")
+        .arg(&multi)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    for i in 0..2 {
+        let p = multi.with_file_name(format!("multi.{i}.svg"));
+        assert_well_formed(&std::fs::read_to_string(&p).unwrap());
+    }
+    assert!(!multi.exists());
+}
+
+/// A small XML check: one root `svg` element, every tag closed in order, attributes quoted.
+fn assert_well_formed(svg: &str) {
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "not an SVG");
+    let mut open: Vec<&str> = Vec::new();
+    let mut rest = svg;
+    while let Some(i) = rest.find('<') {
+        let j = rest[i..].find('>').expect("unclosed tag") + i;
+        let tag = &rest[i + 1..j];
+        assert!(!tag.contains('<'), "'<' inside a tag: {tag}");
+        assert_eq!(tag.matches('"').count() % 2, 0, "unbalanced quotes: {tag}");
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(open.pop(), Some(name), "mismatched </{name}>");
+        } else if !tag.ends_with('/') {
+            open.push(tag.split_whitespace().next().unwrap());
+        }
+        rest = &rest[j + 1..];
+    }
+    assert!(open.is_empty(), "unclosed elements {open:?}");
+    assert!(svg.trim_end().ends_with("</svg>"));
+}
