@@ -4,6 +4,7 @@
 
 use crate::codec::{
     BlockBodies, BlockBody, BlockHeaders, GetBlockBodies, GetBlockHeaders, Header, Limits, Message,
+    NewBlockHashes,
 };
 use crate::pipeline::{insert_block, ExecProgress, HeaderChain, HeaderOutcome, InsertError, Inserted};
 use crate::primitives::B256;
@@ -137,16 +138,47 @@ pub struct NodeStats {
     pub reorgs: u64,
 }
 
+/// A peer's claim to stand at a head block, from its announcements (`NewBlockHashes`, or a
+/// `NewBlock`, which proves itself). Claims are never trusted for the target or the pivot: those
+/// come only from the consensus layer's `Head`. A claim is checked by asking the peer for the
+/// announced header; a peer that then lacks it lied. The record survives reconnects.
+#[derive(Debug, Clone, Default)]
+struct Claim {
+    /// Highest block number announced, and its hash.
+    number: u64,
+    hash: B256,
+    /// Highest announced number the peer proved it has (delivered that header or block).
+    proven: u64,
+    /// Checks passed.
+    passed: u32,
+    /// Proven lies: replies that arrived without headers the peer announced.
+    lies: u32,
+    /// No check before this time (ms).
+    next_check: u64,
+}
+
+/// First wait between two checks of a peer's claim (ms); doubles with each passed check, up
+/// to 16 times this.
+const CLAIM_CHECK_MS: u64 = 8_000;
+/// Lies that get a peer dropped (when they are not rare next to its passed checks).
+const LIES_TO_DROP: u32 = 3;
+/// Blocks an honest peer may trail its own announcement by in an ordinary header reply before
+/// a missing header counts as a lie.
+const CLAIM_SLACK: u64 = 2;
+/// An ordinary header reply shorter than this (and than asked) that stops below the peer's
+/// claim is a lie; a longer one may have been cut by the server's size limits.
+const SHORT_HEADERS: usize = 64;
+
 struct Pending {
     id: u64,
     peer: PeerId,
-    /// Headers: (start, last hash). Bodies: the (number, hash) asked.
+    /// Headers: (start, count, last hash). Bodies: the (number, hash) asked.
     what: PendingWhat,
     deadline: Instant,
 }
 
 enum PendingWhat {
-    Headers(u64, B256),
+    Headers(u64, u64, B256),
     Bodies(Vec<(u64, B256)>),
 }
 
@@ -183,6 +215,10 @@ pub struct Node<'a, N: Network> {
     penalised: BTreeSet<PeerId>,
     /// Peers benched for header/body requests after failing one: peer -> (until ms, strikes).
     bench: BTreeMap<PeerId, (u64, u32)>,
+    /// Heads peers announced, and how their claims held up.
+    claims: BTreeMap<PeerId, Claim>,
+    /// Claim checks in flight: request id -> (peer, number and hash asked, deadline ms).
+    checks: BTreeMap<u64, (PeerId, u64, B256, u64)>,
     /// Counters.
     pub stats: NodeStats,
 }
@@ -216,6 +252,8 @@ impl<'a, N: Network> Node<'a, N> {
             record: BTreeMap::new(),
             penalised: BTreeSet::new(),
             probes: BTreeMap::new(),
+            claims: BTreeMap::new(),
+            checks: BTreeMap::new(),
             stats: NodeStats::default(),
         }
     }
@@ -243,6 +281,89 @@ impl<'a, N: Network> Node<'a, N> {
         rec.0 += 1;
         if rec.0 >= 3 && u64::from(rec.0) * 4 > rec.1 {
             self.drop_peer(peer, reason);
+        }
+    }
+
+    /// Peer `peer` announced head `number` with `hash`; `proven` when the announcement carried
+    /// the block itself.
+    fn on_claim(&mut self, peer: PeerId, number: u64, hash: B256, proven: bool) {
+        let c = self.claims.entry(peer).or_default();
+        if number >= c.number {
+            c.number = number;
+            c.hash = hash;
+        }
+        if proven {
+            c.proven = c.proven.max(number);
+        }
+    }
+
+    /// A reply from `peer` arrived without the header at `missing`, which it claimed to have:
+    /// penalise and bench it; drop it after repeated lies that are not rare next to the checks
+    /// it passed (a reorg or a corrupted reply must not cost an honest peer its connection).
+    fn claim_broken(&mut self, peer: PeerId, missing: u64) {
+        let Some(c) = self.claims.get_mut(&peer) else { return };
+        c.lies += 1;
+        let (lies, passed, number) = (c.lies, c.passed, c.number);
+        debug!(peer, missing, announced = number, lies, "peer lacks a header it announced");
+        self.penalised.insert(peer);
+        self.bench_peer(peer);
+        if lies >= LIES_TO_DROP && lies * 2 > passed && self.peers.contains(&peer) {
+            self.drop_peer(peer, format!("announced head {number} but lacks header {missing}"));
+        }
+    }
+
+    /// Asks each peer whose announced head is unproven, and within the trusted chain (so the
+    /// block exists), for that header; at most one check per peer in flight, spaced out more
+    /// for peers that passed before.
+    fn check_claims(&mut self, now: u64) {
+        let Some((target, _)) = self.chain.target() else { return };
+        let busy: BTreeSet<PeerId> = self.checks.values().map(|c| c.0).collect();
+        let due: Vec<(PeerId, u64, B256)> = self
+            .claims
+            .iter()
+            .filter(|(p, c)| {
+                c.number > c.proven
+                    && c.number <= target
+                    && now >= c.next_check
+                    && self.peers.contains(p)
+                    && !busy.contains(p)
+            })
+            .map(|(p, c)| (*p, c.number, c.hash))
+            .collect();
+        for (peer, number, hash) in due {
+            if let Some(c) = self.claims.get_mut(&peer) {
+                c.next_check = now + (CLAIM_CHECK_MS << c.passed.min(4));
+            }
+            self.next_id += 1;
+            self.checks.insert(self.next_id, (peer, number, hash, now + self.cfg.sync.request_timeout_ms));
+            let msg = Message::GetBlockHeaders(GetBlockHeaders {
+                request_id: self.next_id,
+                start: number,
+                limit: 1,
+                skip: 0,
+                reverse: false,
+            });
+            self.stats.headers.sent += 1;
+            self.net.send(peer, msg.encode());
+        }
+    }
+
+    /// The reply to a claim check: the announced header proves the claim; no header is a lie;
+    /// another block at that number means the peer's chain changed (neither).
+    fn on_check(&mut self, peer: PeerId, number: u64, hash: B256, headers: &[Header]) {
+        match headers.first() {
+            None => {
+                self.stats.headers.failed += 1;
+                self.claim_broken(peer, number);
+            }
+            Some(h) if h.number == number && h.hash() == hash => {
+                self.stats.headers.ok += 1;
+                if let Some(c) = self.claims.get_mut(&peer) {
+                    c.passed += 1;
+                    c.proven = c.proven.max(number);
+                }
+            }
+            Some(_) => self.stats.headers.failed += 1,
         }
     }
 
@@ -447,6 +568,10 @@ impl<'a, N: Network> Node<'a, N> {
             self.net.note("timeout", Some(p.peer), "Bodies");
             self.bench_peer(p.peer);
         }
+        // a check lost in transit proves nothing
+        let before = self.checks.len();
+        self.checks.retain(|_, c| c.3 > now);
+        self.stats.headers.timed_out += (before - self.checks.len()) as u64;
     }
 
     fn perform(&mut self, actions: Vec<Action>) {
@@ -471,6 +596,7 @@ impl<'a, N: Network> Node<'a, N> {
 
     fn peer_gone(&mut self, peer: PeerId) {
         self.peers.remove(&peer);
+        self.checks.retain(|_, c| c.0 != peer);
         if let Some(s) = &mut self.syncer {
             s.remove_peer(peer);
         }
@@ -528,8 +654,15 @@ impl<'a, N: Network> Node<'a, N> {
                     }
                     Ok(Message::BlockHeaders(h)) => self.on_headers(peer, h),
                     Ok(Message::BlockBodies(b)) => self.on_bodies(peer, b),
-                    Ok(Message::NewBlock(nb)) => self.on_new_block(nb.block.header, nb.block.body)?,
-                    Ok(Message::NewBlockHashes(_)) => {}
+                    Ok(Message::NewBlock(nb)) => {
+                        self.on_claim(peer, nb.block.header.number, nb.block.header.hash(), true);
+                        self.on_new_block(nb.block.header, nb.block.body)?
+                    }
+                    Ok(Message::NewBlockHashes(NewBlockHashes(list))) => {
+                        if let Some(top) = list.iter().max_by_key(|a| a.number) {
+                            self.on_claim(peer, top.number, top.hash, false);
+                        }
+                    }
                     Ok(msg) => {
                         if let Some(s) = &mut self.syncer {
                             let actions = s.on_message(now, peer, msg, &mut *self.store);
@@ -640,6 +773,7 @@ impl<'a, N: Network> Node<'a, N> {
 
     fn request_headers(&mut self, now: u64) {
         self.probe_peers();
+        self.check_claims(now);
         if self.header_req.is_some() {
             return;
         }
@@ -662,7 +796,7 @@ impl<'a, N: Network> Node<'a, N> {
         self.header_req = Some(Pending {
             id: self.next_id,
             peer,
-            what: PendingWhat::Headers(start, last),
+            what: PendingWhat::Headers(start, count, last),
             deadline: self.at(now + self.cfg.sync.request_timeout_ms),
         });
     }
@@ -736,6 +870,12 @@ impl<'a, N: Network> Node<'a, N> {
     }
 
     fn on_headers(&mut self, peer: PeerId, h: BlockHeaders) {
+        if self.checks.get(&h.request_id).is_some_and(|c| c.0 == peer) {
+            if let Some((_, number, hash, _)) = self.checks.remove(&h.request_id) {
+                self.on_check(peer, number, hash, &h.headers);
+            }
+            return;
+        }
         if self.probes.get(&h.request_id) == Some(&peer) {
             self.probes.remove(&h.request_id);
             let linked = h
@@ -755,11 +895,18 @@ impl<'a, N: Network> Node<'a, N> {
         if req.id != h.request_id || req.peer != peer {
             return;
         }
-        let Some(Pending { what: PendingWhat::Headers(start, last), .. }) = self.header_req.take() else {
+        let Some(Pending { what: PendingWhat::Headers(start, count, last), .. }) = self.header_req.take()
+        else {
             return;
         };
         self.stats.headers.bytes_in +=
             h.headers.iter().map(|x| alloy_rlp::Encodable::length(x) as u64).sum::<u64>();
+        // the first header this reply lacks, if it is short of a range the peer claimed
+        let got = h.headers.len();
+        let starts_right = h.headers.first().is_none_or(|f| f.number == start);
+        let lacking = (starts_right && got < SHORT_HEADERS && (got as u64) < count)
+            .then_some(start + got as u64)
+            .filter(|m| self.claimed_below(peer, *m));
         match self.chain.on_reply(h.headers, start, last) {
             HeaderOutcome::Fault(reason) => {
                 self.stats.headers.failed += 1;
@@ -767,7 +914,10 @@ impl<'a, N: Network> Node<'a, N> {
             }
             HeaderOutcome::Incomplete => {
                 self.stats.headers.failed += 1;
-                self.bench_peer(peer);
+                match lacking {
+                    Some(m) => self.claim_broken(peer, m),
+                    None => self.bench_peer(peer),
+                }
             }
             HeaderOutcome::Extended => {
                 self.stats.headers.ok += 1;
@@ -782,6 +932,13 @@ impl<'a, N: Network> Node<'a, N> {
                 self.unwind(fork);
             }
         }
+    }
+
+    /// Whether `peer` announced a head at least [`CLAIM_SLACK`] blocks above `missing`, within
+    /// the trusted chain (so the header exists and an honest peer has it).
+    fn claimed_below(&self, peer: PeerId, missing: u64) -> bool {
+        let target = self.chain.target().map_or(0, |t| t.0);
+        self.claims.get(&peer).is_some_and(|c| c.number <= target && missing + CLAIM_SLACK <= c.number)
     }
 
     /// Unwinds every stage above `fork` after a reorg.

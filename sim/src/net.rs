@@ -10,9 +10,14 @@ use alloy_primitives::B256;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
-use syncsim_node::codec::{Limits, Message};
+use syncsim_node::codec::{BlockHashNumber, Limits, Message, NewBlockHashes};
 use syncsim_node::driver::{NetEvent, Network};
 use tokio::time::Instant;
+
+/// Blocks a `liar` really lags behind the head it announces: it announces the network's head
+/// but holds and serves only the chain up to this many blocks below it (close enough that its
+/// state roots are still those near a pivot, unlike a `stale` peer's).
+pub const LIAR_LAG: u64 = 8;
 
 /// What happens at a point in virtual time.
 #[derive(Debug, Clone)]
@@ -47,9 +52,10 @@ pub struct SimPeer {
     pub connected: bool,
     /// Disconnected by the node for misbehaviour.
     pub dropped: bool,
-    /// Blocks this peer lags behind the head.
+    /// Blocks this peer's own chain lags behind the head (what it has and serves).
     lag: u64,
-    /// Disconnect schedule for flapping peers / network-wide disconnects.
+    /// Disconnect schedule for flapping peers / network-wide disconnects: (mean time connected,
+    /// downtime) in µs.
     flap: Option<(u64, u64)>,
 }
 
@@ -155,8 +161,10 @@ impl World {
                 let behaviours = group.behaviour.clone();
                 let slow = behaviours.contains(&Behaviour::Slow);
                 let bandwidth = group.bandwidth.0 as f64 / if slow { 10.0 } else { 1.0 };
-                let lag = if behaviours.contains(&Behaviour::Stale) || behaviours.contains(&Behaviour::Liar) {
+                let lag = if behaviours.contains(&Behaviour::Stale) {
                     sc.chain.state_history + sc.sync.pivot_distance + 16
+                } else if behaviours.contains(&Behaviour::Liar) {
+                    LIAR_LAG
                 } else {
                     0
                 };
@@ -252,8 +260,37 @@ impl World {
         self.announce_head = true;
     }
 
+    /// The highest block peer `p` has (and serves).
     fn peer_head(&self, p: &SimPeer) -> u64 {
         self.chain.head_number().saturating_sub(p.lag)
+    }
+
+    /// The head peer `p` announces: its own head, except that a `liar` announces the network's
+    /// head, which it does not have.
+    fn announced_head(&self, p: &SimPeer) -> u64 {
+        if p.has(Behaviour::Liar) {
+            self.chain.head_number()
+        } else {
+            self.peer_head(p)
+        }
+    }
+
+    /// Peer `peer` tells the node its head (a `NewBlockHashes` of one block: what a peer sends
+    /// on connecting and on every new head it adopts).
+    fn announce_head_of(&mut self, peer: u32) {
+        let n = self.announced_head(&self.peers[peer as usize]);
+        let Some(hash) = self.chain.block(n).map(|b| b.header.hash()) else { return };
+        let msg = Message::NewBlockHashes(NewBlockHashes(vec![BlockHashNumber { hash, number: n }]));
+        self.transmit(peer, msg.encode(), true);
+    }
+
+    /// Every connected peer announces its head, in id order.
+    fn announce_heads(&mut self) {
+        for i in 0..self.peers.len() {
+            if self.peers[i].connected {
+                self.announce_head_of(i as u32);
+            }
+        }
     }
 
     /// Sends over a link with faults; returns nothing (the delivery is queued).
@@ -389,6 +426,7 @@ impl World {
                 self.trace.event(now, "block", None, &number.to_string(), hash.as_slice());
                 self.push(now + self.block_time_us, Ev::Block);
                 self.announce(number);
+                self.announce_heads();
                 Some(NetEvent::Head { number, hash })
             }
             Ev::Crash => {
@@ -403,6 +441,7 @@ impl World {
                 if let Some(r) = &mut self.recorder {
                     r.mark(now / 1000, crate::timeline::Marker::Reorg);
                 }
+                self.announce_heads();
                 Some(NetEvent::Head { number: head, hash })
             }
             Ev::Join(peer) => {
@@ -413,6 +452,7 @@ impl World {
                 }
                 p.connected = true;
                 self.trace.event(now, "join", Some(peer), "", &[]);
+                self.announce_head_of(peer);
                 Some(NetEvent::PeerJoined(peer))
             }
             Ev::Reconnect(peer) => {
@@ -422,6 +462,7 @@ impl World {
                 }
                 p.connected = true;
                 self.trace.event(now, "reconnect", Some(peer), "", &[]);
+                self.announce_head_of(peer);
                 Some(NetEvent::PeerJoined(peer))
             }
             Ev::Leave(peer) => {
@@ -543,16 +584,78 @@ impl Network for World {
 mod tests {
     use super::*;
     use crate::chain::{synthetic_state, ChainParams, SyntheticSpec};
-    use syncsim_node::codec::GetAccountRange;
+    use crate::view::ChainView;
+    use alloy_primitives::{keccak256, Bytes};
+    use syncsim_node::codec::{GetAccountRange, GetBlockHeaders, GetStorageRanges, GetTrieNodes};
+    use syncsim_node::primitives::EMPTY_ROOT;
 
     fn world(faults: &str, history: u64) -> World {
-        let text = format!(
-            "name = \"t\"\n[state]\naccounts = 200\n[chain]\nstate_history = {history}\n[[peers]]\ncount = 2\n[faults]\n{faults}\n"
-        );
+        world_of(
+            &format!("state_history = {history}"),
+            "[[peers]]\ncount = 2",
+            &format!("[faults]\n{faults}"),
+        )
+    }
+
+    /// A world over a 200-account chain: `chain` is the body of `[chain]`, `peers` the
+    /// `[[peers]]` tables, `rest` further sections.
+    fn world_of(chain: &str, peers: &str, rest: &str) -> World {
+        let text = format!("name = \"t\"\n[state]\naccounts = 200\n[chain]\n{chain}\n{peers}\n{rest}\n");
         let sc = Scenario::parse(&text, std::path::Path::new("t.toml")).expect("scenario");
         let state = synthetic_state(&SyntheticSpec { accounts: 200, ..Default::default() }, 1);
         let chain = Chain::new(state, ChainParams { changes_per_block: 5, block_time_ms: 1000 }, 1);
         World::new(&sc, chain, 9, Trace::new(None))
+    }
+
+    /// Runs the world built by `make` without a node for `secs` of virtual time (on a paused
+    /// clock); returns it and what the node would have seen, each with its virtual time in ms.
+    fn pump(make: impl FnOnce() -> World, secs: u64) -> (World, Vec<(u64, NetEvent)>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let mut w = make();
+            let end = w.start + std::time::Duration::from_secs(secs);
+            let mut seen = Vec::new();
+            while Instant::now() < end {
+                if let Some(ev) = w.next_event(Some(end)).await {
+                    seen.push((w.now_us() / 1000, ev));
+                }
+            }
+            (w, seen)
+        })
+    }
+
+    /// Each peer's (joined, left) virtual times in ms, from pumped events.
+    fn sessions(seen: &[(u64, NetEvent)], peers: usize) -> Vec<Vec<(u64, Option<u64>)>> {
+        let mut out = vec![Vec::new(); peers];
+        for (t, ev) in seen {
+            match ev {
+                NetEvent::PeerJoined(p) => out[*p as usize].push((*t, None)),
+                NetEvent::PeerLeft(p) => {
+                    if let Some(last) = out[*p as usize].last_mut() {
+                        last.1 = Some(*t);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The messages queued for the node: (peer, decoded message).
+    fn queued_to_node(w: &World) -> Vec<(u32, Message)> {
+        w.queue
+            .values()
+            .filter_map(|e| match e {
+                Ev::ToNode { peer, bytes } => {
+                    Some((*peer, Message::decode(bytes, &w.limits).expect("decodes")))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     fn rate(count: u64, n: u64) -> f64 {
@@ -590,14 +693,73 @@ mod tests {
         assert!(delivered[0].iter().any(|b| *b != 0));
     }
 
+    /// Peers serve account ranges, storage ranges and trie nodes for every root of their last
+    /// `state_history` blocks, and empty replies for older roots.
     #[test]
     fn peers_serve_their_history_and_nothing_older() {
         let mut w = world("", 4);
         for _ in 0..10 {
             w.chain.produce_block();
         }
+        let roots: Vec<B256> = (0..=10u64).map(|n| w.chain.state_root(n).expect("root")).collect();
+        // a contract with storage at every one of those roots
+        let contract = {
+            let head = Message::GetAccountRange(GetAccountRange {
+                request_id: 0,
+                root: roots[10],
+                starting_hash: B256::ZERO,
+                limit_hash: B256::repeat_byte(0xff),
+                response_bytes: 1 << 20,
+            });
+            let Some(Message::AccountRange(r)) = w.serve(0, &head) else { panic!("no reply") };
+            let chain = &w.chain;
+            r.accounts
+                .iter()
+                .map(|a| a.hash)
+                .find(|a| {
+                    roots.iter().all(|root| chain.storage_root(root, a).is_some_and(|s| s != EMPTY_ROOT))
+                })
+                .expect("a contract with storage throughout")
+        };
         for n in 0..=10u64 {
-            let root = w.chain.state_root(n).expect("root");
+            let root = roots[n as usize];
+            let in_window = n >= 7;
+            let sroot = w.chain.storage_root(&root, &contract).expect("storage root");
+            let req = Message::GetStorageRanges(GetStorageRanges {
+                request_id: n,
+                root,
+                account_hashes: vec![contract],
+                starting_hash: None,
+                limit_hash: None,
+                response_bytes: 1 << 20,
+            });
+            let Some(Message::StorageRanges(r)) = w.serve(0, &req) else { panic!("no storage reply") };
+            assert_eq!(!r.slots.is_empty(), in_window, "storage at block {n}");
+            if in_window {
+                assert!(!r.slots[0].is_empty(), "block {n}");
+                let keys: Vec<B256> = r.slots[0].iter().map(|s| s.hash).collect();
+                let values: Vec<Vec<u8>> = r.slots[0].iter().map(|s| s.data.to_vec()).collect();
+                assert!(
+                    syncsim_node::trie::verify_range(sroot, &B256::ZERO, &keys, &values, &r.proof).is_ok()
+                );
+            }
+            // the account trie's root node, and the contract's storage root node
+            let req = Message::GetTrieNodes(GetTrieNodes {
+                request_id: n,
+                root,
+                paths: vec![
+                    vec![Bytes::from_static(&[0])],
+                    vec![contract.to_vec().into(), Bytes::from_static(&[0])],
+                ],
+                response_bytes: 1 << 20,
+            });
+            let Some(Message::TrieNodes(r)) = w.serve(0, &req) else { panic!("no trie-node reply") };
+            if in_window {
+                let hashes: Vec<B256> = r.nodes.iter().map(keccak256).collect();
+                assert_eq!(hashes, vec![root, sroot], "block {n}");
+            } else {
+                assert!(r.nodes.is_empty(), "block {n}");
+            }
             let req = Message::GetAccountRange(GetAccountRange {
                 request_id: n,
                 root,
@@ -606,7 +768,6 @@ mod tests {
                 response_bytes: 1 << 20,
             });
             let Some(Message::AccountRange(r)) = w.serve(0, &req) else { panic!("no reply") };
-            let in_window = n >= 7;
             assert_eq!(!r.accounts.is_empty(), in_window, "block {n}");
             if in_window {
                 let keys: Vec<B256> = r.accounts.iter().map(|a| a.hash).collect();
@@ -623,5 +784,233 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn duplicate_blocks_fault_happens_at_its_configured_rate() {
+        const N: u64 = 10_000;
+        let mut w = world("duplicate_blocks = 0.2", 128);
+        for _ in 0..10 {
+            w.chain.produce_block();
+        }
+        for p in &mut w.peers {
+            p.connected = true;
+        }
+        let head = w.chain.head_number();
+        for _ in 0..N {
+            w.announce(head);
+        }
+        // two peers push every block; the fault adds one more copy of a recent one
+        let extra = w.fault_stats.messages - 2 * N;
+        let r = rate(extra, N);
+        assert!((r - 0.2).abs() <= 0.02, "duplicate_blocks: rate {r}");
+    }
+
+    #[test]
+    fn duplicate_block_peers_resend_blocks() {
+        const ROUNDS: u64 = 200;
+        let mut w =
+            world_of("", "[[peers]]\ncount = 1\n[[peers]]\ncount = 1\nbehaviour = \"duplicate-blocks\"", "");
+        for _ in 0..20 {
+            w.chain.produce_block();
+        }
+        for p in &mut w.peers {
+            p.connected = true;
+        }
+        let head = w.chain.head_number();
+        for _ in 0..ROUNDS {
+            w.announce(head);
+        }
+        let mut blocks = [Vec::new(), Vec::new()];
+        for (peer, msg) in queued_to_node(&w) {
+            let Message::NewBlock(nb) = msg else { panic!("not a block: {msg:?}") };
+            blocks[peer as usize].push(nb.block.header.number);
+        }
+        // the honest peer pushes only new blocks; the other re-sends each and an older one
+        assert!(blocks[0].iter().all(|n| *n == head));
+        let again = blocks[1].iter().filter(|n| **n == head).count() as u64;
+        let older = blocks[1].iter().filter(|n| **n < head).count() as u64;
+        assert!(again >= ROUNDS, "{again} re-sent heads");
+        assert_eq!(older, ROUNDS);
+        assert!(blocks[1].iter().all(|n| *n + 8 >= head));
+    }
+
+    /// `disconnect = { every, downtime }`: a peer stays connected `every` on average (uniform
+    /// over half to one and a half times it) and is away exactly `downtime` each time.
+    #[test]
+    fn disconnects_come_at_the_configured_mean_interval() {
+        let (w, seen) = pump(
+            || {
+                world_of(
+                    "block_time = \"1h\"",
+                    "[[peers]]\ncount = 4",
+                    "[faults]\ndisconnect = { every = \"60s\", downtime = \"10s\" }",
+                )
+            },
+            4 * 3600,
+        );
+        let mut up = Vec::new();
+        let mut down = Vec::new();
+        for s in sessions(&seen, 4) {
+            for w in s.windows(2) {
+                let left = w[0].1.expect("left before rejoining");
+                up.push(left - w[0].0);
+                down.push(w[1].0 - left);
+            }
+        }
+        let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len() as f64;
+        assert!(up.len() >= 700, "{} disconnects", up.len());
+        let left = seen.iter().filter(|(_, e)| matches!(e, NetEvent::PeerLeft(_))).count();
+        assert_eq!(w.fault_stats.disconnects as usize, left);
+        assert!((mean(&up) - 60_000.0).abs() <= 3_000.0, "mean uptime {} ms", mean(&up));
+        assert!(up.iter().all(|u| (30_000..=90_000).contains(u)), "{up:?}");
+        assert!(down.iter().all(|d| *d == 10_000), "{down:?}");
+    }
+
+    #[test]
+    fn peers_join_and_leave_at_their_times() {
+        let (w, seen) = pump(
+            || {
+                world_of(
+                    "block_time = \"1h\"",
+                    "[[peers]]\ncount = 1\n[[peers]]\ncount = 2\njoin_at = \"30s\"\nleave_at = \"90s\"",
+                    "",
+                )
+            },
+            120,
+        );
+        let s = sessions(&seen, 3);
+        assert_eq!(s[0], vec![(0, None)]);
+        assert_eq!(s[1], vec![(30_000, Some(90_000))]);
+        assert_eq!(s[2], vec![(30_000, Some(90_000))]);
+        assert!(w.peers[0].present && !w.peers[1].present && !w.peers[2].present);
+        // nothing reaches the node from a peer before it joined or after it left
+        for (t, ev) in &seen {
+            if let NetEvent::Message { peer: 1 | 2, .. } = ev {
+                assert!((30_000..90_000).contains(t), "message at {t} ms");
+            }
+        }
+    }
+
+    #[test]
+    fn slow_peers_get_a_tenth_of_the_bandwidth() {
+        let link = "latency = \"50ms..50ms\"\nbandwidth = \"1MiB/s\"";
+        let mut w = world_of(
+            "",
+            &format!("[[peers]]\ncount = 1\n{link}\n[[peers]]\ncount = 1\nbehaviour = \"slow\"\n{link}"),
+            "",
+        );
+        let now = w.now_us();
+        for peer in 0..2 {
+            w.transmit(peer, vec![0x01; 1 << 20], true);
+        }
+        let arrival = |peer: u32| {
+            w.queue
+                .iter()
+                .find_map(|((t, _), e)| matches!(e, Ev::ToNode { peer: p, .. } if *p == peer).then_some(*t))
+                .expect("queued")
+        };
+        // the transfer time, less the fixed 50 ms latency
+        let (fast, slow) = (arrival(0) - now - 50_000, arrival(1) - now - 50_000);
+        assert!((fast as f64 - 1e6).abs() <= 1e4, "fast {fast} µs");
+        let ratio = slow as f64 / fast as f64;
+        assert!((ratio - 10.0).abs() <= 0.1, "ratio {ratio}");
+    }
+
+    /// A `stale` peer's chain lags far behind: it serves (and announces) only old blocks, and
+    /// the current root has aged out of what it holds.
+    #[test]
+    fn stale_peers_lag_and_their_roots_age_out() {
+        let mut w = world_of(
+            "state_history = 4",
+            "[[peers]]\ncount = 1\n[[peers]]\ncount = 1\nbehaviour = \"stale\"",
+            "",
+        );
+        for _ in 0..100 {
+            w.chain.produce_block();
+        }
+        let head = w.chain.head_number();
+        let lag = 4 + 64 + 16; // state_history + pivot_distance + 16
+        let accounts = |w: &mut World, peer: u32, n: u64| {
+            let root = w.chain.state_root(n).expect("root");
+            let req = Message::GetAccountRange(GetAccountRange {
+                request_id: n,
+                root,
+                starting_hash: B256::ZERO,
+                limit_hash: B256::repeat_byte(0xff),
+                response_bytes: 1 << 20,
+            });
+            let Some(Message::AccountRange(r)) = w.serve(peer, &req) else { panic!("no reply") };
+            r.accounts.len()
+        };
+        assert!(accounts(&mut w, 0, head) > 0);
+        assert_eq!(accounts(&mut w, 1, head), 0, "the current root aged out");
+        assert_eq!(accounts(&mut w, 1, head - lag + 1), 0);
+        assert!(accounts(&mut w, 1, head - lag) > 0, "its own head's root");
+        assert_eq!(accounts(&mut w, 0, head - lag), 0);
+        // it announces the head it really has
+        w.peers[1].connected = true;
+        w.announce_heads();
+        let announced: Vec<u64> = queued_to_node(&w)
+            .into_iter()
+            .filter_map(|(_, m)| match m {
+                Message::NewBlockHashes(NewBlockHashes(v)) => Some(v[0].number),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(announced, vec![head - lag]);
+    }
+
+    /// A `liar` announces the network's head but has (and serves) only the chain
+    /// [`LIAR_LAG`] blocks below it.
+    #[test]
+    fn liars_announce_a_head_they_do_not_have() {
+        let mut w = world_of("", "[[peers]]\ncount = 1\n[[peers]]\ncount = 1\nbehaviour = \"liar\"", "");
+        for _ in 0..20 {
+            w.chain.produce_block();
+        }
+        let head = w.chain.head_number();
+        for p in &mut w.peers {
+            p.connected = true;
+        }
+        w.announce_heads();
+        let hash = w.chain.block(head).map(|b| b.header.hash()).expect("head");
+        for (_, m) in queued_to_node(&w) {
+            let Message::NewBlockHashes(NewBlockHashes(v)) = m else { panic!("{m:?}") };
+            assert_eq!((v[0].number, v[0].hash), (head, hash));
+        }
+        let headers = |w: &mut World, peer: u32, start: u64| {
+            let req = Message::GetBlockHeaders(GetBlockHeaders {
+                request_id: 1,
+                start,
+                limit: 64,
+                skip: 0,
+                reverse: false,
+            });
+            let Some(Message::BlockHeaders(r)) = w.serve(peer, &req) else { panic!("no reply") };
+            r.headers.iter().map(|h| h.number).collect::<Vec<u64>>()
+        };
+        assert_eq!(headers(&mut w, 0, head), vec![head]);
+        assert!(headers(&mut w, 1, head).is_empty());
+        assert_eq!(headers(&mut w, 1, head - LIAR_LAG - 1), vec![head - LIAR_LAG - 1, head - LIAR_LAG]);
+    }
+
+    #[test]
+    fn flapping_peers_disconnect_often() {
+        let (w, seen) = pump(
+            || {
+                world_of(
+                    "block_time = \"1h\"",
+                    "[[peers]]\ncount = 1\n[[peers]]\ncount = 1\nbehaviour = \"flapping\"",
+                    "",
+                )
+            },
+            600,
+        );
+        let s = sessions(&seen, 2);
+        assert_eq!(s[0], vec![(0, None)], "the honest peer stays");
+        // a flapping peer is up 15..45 s between 5 s absences: about 17 times in 10 minutes
+        assert!((10..=30).contains(&s[1].len()), "{} sessions", s[1].len());
+        assert!(w.fault_stats.disconnects >= 10);
     }
 }

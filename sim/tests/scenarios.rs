@@ -181,6 +181,45 @@ fn staged_sync_reaches_the_head() {
     at_head("staged-bad-headers");
 }
 
+/// Liars announce the head while holding a chain eight blocks behind it. Beside honest and
+/// stale peers on a lossy network, every liar ends penalised or dropped (most dropped for
+/// lacking headers they announced), no other peer (the stale one included) is dropped, and the
+/// sync reaches the head.
+#[test]
+fn liars_are_caught_and_honest_peers_kept() {
+    let r = at_head("staged-liars");
+    let liars: Vec<_> = r.peers.iter().filter(|p| p.behaviour == "liar").collect();
+    assert_eq!(liars.len(), 2, "{}", r.summary());
+    assert!(liars.iter().all(|p| p.dropped || p.penalised), "{}", r.summary());
+    assert!(liars.iter().any(|p| p.dropped), "no liar dropped\n{}", r.summary());
+    for p in r.peers.iter().filter(|p| p.behaviour != "liar") {
+        assert!(!p.dropped, "{} peer {} dropped\n{}", p.behaviour, p.id, r.summary());
+    }
+}
+
+/// `liar` and `stale` are different behaviours: the same scenario with the liars made stale
+/// gives another trace, and its stale peers (which announce the old head they really have) are
+/// not dropped.
+#[test]
+fn liar_and_stale_give_different_traces() {
+    use syncsim::scenario::Behaviour;
+    let liars = scenario("staged-liars");
+    let mut stale = liars.clone();
+    for g in &mut stale.peers {
+        for b in &mut g.behaviour {
+            if *b == Behaviour::Liar {
+                *b = Behaviour::Stale;
+            }
+        }
+    }
+    let a = run(&liars, &RunOptions::default()).expect("run");
+    let b = run(&stale, &RunOptions::default()).expect("run");
+    assert_ne!(a.trace_hash, b.trace_hash);
+    assert!(b.converged && b.passed(), "{}", b.summary());
+    assert!(b.peers.iter().all(|p| !p.dropped), "{}", b.summary());
+    assert!(a.peers.iter().any(|p| p.behaviour == "liar" && p.dropped), "{}", a.summary());
+}
+
 #[test]
 fn staged_sync_follows_a_reorg() {
     let r = at_head("staged-reorg");
