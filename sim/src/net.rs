@@ -95,6 +95,9 @@ pub struct World {
     queue: BTreeMap<(u64, u64), Ev>,
     seq: u64,
     rng: ChaCha8Rng,
+    /// The stream head announcements draw their faults and latencies from, so that they do not
+    /// shift those of every other message.
+    announce_rng: ChaCha8Rng,
     faults: Faults,
     /// The trace.
     pub trace: Trace,
@@ -212,6 +215,7 @@ impl World {
             queue,
             seq,
             rng,
+            announce_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6865_6164_7300),
             faults: sc.faults.clone(),
             trace,
             start: Instant::now(),
@@ -281,7 +285,9 @@ impl World {
         let n = self.announced_head(&self.peers[peer as usize]);
         let Some(hash) = self.chain.block(n).map(|b| b.header.hash()) else { return };
         let msg = Message::NewBlockHashes(NewBlockHashes(vec![BlockHashNumber { hash, number: n }]));
+        std::mem::swap(&mut self.rng, &mut self.announce_rng);
         self.transmit(peer, msg.encode(), true);
+        std::mem::swap(&mut self.rng, &mut self.announce_rng);
     }
 
     /// Every connected peer announces its head, in id order.
