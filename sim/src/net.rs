@@ -119,8 +119,49 @@ pub struct World {
     pub crash_on_phase: Option<(String, u64)>,
     /// The stderr progress display.
     pub progress: crate::progress::Progress,
+    /// Requests the node sent beyond the protocol's caps (see [`over_cap`]).
+    pub over_cap: u64,
+    /// The first of them, described.
+    pub over_cap_first: Option<String>,
     /// Progress samples for `--plot`, when asked for (observes only).
     pub recorder: Option<crate::timeline::Recorder>,
+}
+
+/// Why a request the node sent exceeds the protocol's caps (those geth's server honours:
+/// a 2 MiB soft response limit, 1,024 code or trie-node lookups, 1,024 headers or bodies) or
+/// is malformed; `None` when it is within them.
+pub fn over_cap(msg: &Message) -> Option<String> {
+    use crate::peer::{MAX_LOOKUPS, MAX_SERVE_ITEMS, SOFT_RESPONSE_LIMIT};
+    let budget = |b: u64| (b > SOFT_RESPONSE_LIMIT).then(|| format!("a {b}-byte response budget"));
+    match msg {
+        Message::GetAccountRange(r) if r.starting_hash > r.limit_hash => {
+            Some("an account range whose origin is above its limit".into())
+        }
+        Message::GetAccountRange(r) => budget(r.response_bytes),
+        Message::GetStorageRanges(r) if r.account_hashes.is_empty() => {
+            Some("a storage request for no account".into())
+        }
+        Message::GetStorageRanges(r) => budget(r.response_bytes),
+        Message::GetByteCodes(r) if r.hashes.len() > MAX_LOOKUPS => {
+            Some(format!("{} code hashes", r.hashes.len()))
+        }
+        Message::GetByteCodes(r) => budget(r.response_bytes),
+        Message::GetTrieNodes(r) => {
+            let lookups: usize = r.paths.iter().map(|g| g.len().saturating_sub(1).max(1)).sum();
+            if lookups > MAX_LOOKUPS {
+                Some(format!("{lookups} trie-node lookups"))
+            } else {
+                budget(r.response_bytes)
+            }
+        }
+        Message::GetBlockHeaders(r) if r.limit > MAX_SERVE_ITEMS as u64 => {
+            Some(format!("{} headers", r.limit))
+        }
+        Message::GetBlockBodies(r) if r.hashes.len() > MAX_SERVE_ITEMS => {
+            Some(format!("{} bodies", r.hashes.len()))
+        }
+        _ => None,
+    }
 }
 
 fn sample_latency_us(rng: &mut ChaCha8Rng, l: &Latency) -> u64 {
@@ -229,6 +270,8 @@ impl World {
             end_us: 0,
             crash_on_phase: None,
             progress: crate::progress::Progress::new(false),
+            over_cap: 0,
+            over_cap_first: None,
             recorder: None,
         }
     }
@@ -501,6 +544,19 @@ impl World {
 
 impl Network for World {
     fn send(&mut self, peer: u32, bytes: Vec<u8>) {
+        // the node's own discipline, checked before transit can corrupt anything
+        match Message::decode(&bytes, &self.limits) {
+            Ok(msg) => {
+                if let Some(why) = over_cap(&msg) {
+                    self.over_cap += 1;
+                    self.over_cap_first.get_or_insert(why);
+                }
+            }
+            Err(e) => {
+                self.over_cap += 1;
+                self.over_cap_first.get_or_insert(format!("undecodable request: {e}"));
+            }
+        }
         let connected = self.peers.get(peer as usize).is_some_and(|p| p.connected);
         if !connected {
             return;

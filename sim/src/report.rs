@@ -103,6 +103,12 @@ pub struct Report {
     pub state: StateStats,
     /// Requests by kind.
     pub requests: Requests,
+    /// Requests the node sent beyond the protocol's caps (2 MiB response budget, 1,024 code or
+    /// trie-node lookups, 1,024 headers or bodies) or malformed: 0 for a well-behaved node.
+    pub over_cap_requests: u64,
+    /// The first such request, described.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub over_cap_first: Option<String>,
     /// Trie nodes fetched by healing.
     pub healed_nodes: u64,
     /// Pivot moves.

@@ -497,6 +497,8 @@ pub fn run_with_state(
         efficiency: if virtual_time_ms > 0 { lower as f64 / virtual_time_ms as f64 } else { 0.0 },
         state: stats,
         requests,
+        over_cap_requests: world.over_cap,
+        over_cap_first: world.over_cap_first.clone(),
         healed_nodes: healed,
         pivot_moves,
         crashes: crashes_done,
@@ -515,5 +517,6 @@ fn add(a: &mut syncsim_node::sync::KindStats, b: &syncsim_node::sync::KindStats)
     a.ok += b.ok;
     a.failed += b.failed;
     a.timed_out += b.timed_out;
+    a.cancelled += b.cancelled;
     a.bytes_in += b.bytes_in;
 }

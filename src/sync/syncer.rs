@@ -92,8 +92,19 @@ pub struct KindStats {
     pub failed: u64,
     /// Requests that timed out.
     pub timed_out: u64,
+    /// Requests given up unanswered: dropped at a pivot move, or in flight when the node
+    /// stopped (finished or crashed). Every request sent ends exactly one way:
+    /// `sent == ok + failed + timed_out + cancelled` (see [`KindStats::unaccounted`]).
+    pub cancelled: u64,
     /// Reply bytes received.
     pub bytes_in: u64,
+}
+
+impl KindStats {
+    /// Requests sent that ended in none of the ways counted (0 when the books balance).
+    pub fn unaccounted(&self) -> i64 {
+        self.sent as i64 - (self.ok + self.failed + self.timed_out + self.cancelled) as i64
+    }
 }
 
 /// Downloader counters.
@@ -288,6 +299,10 @@ impl Syncer {
             st.healed_nodes += h.healed;
             st.healed_codes += h.healed_codes;
         }
+        // requests still in flight are given up when the node stops
+        for r in self.requests.values() {
+            st.kind(r.kind).cancelled += 1;
+        }
         st
     }
 
@@ -351,6 +366,7 @@ impl Syncer {
             if let Some(p) = self.peers.get_mut(&r.peer) {
                 p.finished(r.kind);
             }
+            self.stats.kind(r.kind).cancelled += 1;
             self.revert(r.work);
         }
         self.progress.root = root;
@@ -1492,9 +1508,13 @@ impl Syncer {
                 self.penalised.insert(r.peer);
                 p.penalised = true;
                 p.link.floor_ms = p.link.floor_ms.max(4.0 * age);
-            } else if p.plan.late > 0.0 {
-                // slower than thought, but it may answer soon: the next request gets twice as long
-                p.link.floor_ms = p.link.floor_ms.max(2.0 * age);
+            } else {
+                self.stats.kind(r.kind).cancelled += 1;
+                if p.plan.late > 0.0 {
+                    // slower than thought, but it may answer soon: the next request gets twice
+                    // as long
+                    p.link.floor_ms = p.link.floor_ms.max(2.0 * age);
+                }
             }
             let due = arrivals.get(&id).copied().unwrap_or(now as f64);
             p.link.busy_until = p.link.busy_until.max(due);

@@ -118,19 +118,27 @@ pub enum Invariant {
     /// its whole trie stored.
     Converge,
     /// Once converged, the blocks after the pivot executed to the canonical head root (the
-    /// report's `head_root_ok`; not an expectation, so `syncsim run` shows it but exits 0).
+    /// report's `head_root_ok`, part of the `converge` expectation).
     HeadRootOk,
+    /// Every request the node sent was within the protocol's caps (the report's
+    /// `over_cap_requests` is 0).
+    RequestsWithinCaps,
+    /// Every snap request ended exactly one way: `sent == ok + failed + timed_out + cancelled`
+    /// for account, storage, code and trie-node requests.
+    TasksAccounted,
 }
 
 impl Invariant {
     /// Every invariant, in labelling priority.
-    pub const ALL: [Invariant; 6] = [
+    pub const ALL: [Invariant; 8] = [
         Invariant::NoPanic,
         Invariant::RunError,
         Invariant::NoHonestPeerDropped,
         Invariant::BoundedTime,
         Invariant::Converge,
         Invariant::HeadRootOk,
+        Invariant::RequestsWithinCaps,
+        Invariant::TasksAccounted,
     ];
 
     /// The label used in output and file names.
@@ -142,6 +150,8 @@ impl Invariant {
             Invariant::Converge => "converge",
             Invariant::HeadRootOk => "head_root_ok",
             Invariant::NoHonestPeerDropped => "no_honest_peer_dropped",
+            Invariant::RequestsWithinCaps => "requests_within_caps",
+            Invariant::TasksAccounted => "tasks_accounted",
         }
     }
 }
@@ -150,7 +160,13 @@ impl Invariant {
     /// Whether a violation makes the scenario's own expectations fail, so that `syncsim run`
     /// exits 1 on the failure file (a panic aborts it instead; `head_root_ok` is only shown).
     pub fn is_expectation(self) -> bool {
-        matches!(self, Invariant::NoHonestPeerDropped | Invariant::BoundedTime | Invariant::Converge)
+        matches!(
+            self,
+            Invariant::NoHonestPeerDropped
+                | Invariant::BoundedTime
+                | Invariant::Converge
+                | Invariant::HeadRootOk
+        )
     }
 }
 
@@ -245,6 +261,35 @@ pub fn judge(sc: &Scenario, r: &Report) -> Vec<Violation> {
             Invariant::HeadRootOk,
             format!("state right at pivot #{}, wrong at head #{}", r.pivot_block, r.head_block),
         );
+    }
+    if r.over_cap_requests > 0 {
+        add(
+            Invariant::RequestsWithinCaps,
+            format!(
+                "{} request(s) over the protocol's caps, the first: {}",
+                r.over_cap_requests,
+                r.over_cap_first.as_deref().unwrap_or("?")
+            ),
+        );
+    }
+    let q = &r.requests;
+    let books: Vec<String> = [
+        ("account_range", &q.account_range),
+        ("storage_ranges", &q.storage_ranges),
+        ("bytecodes", &q.bytecodes),
+        ("trie_nodes", &q.trie_nodes),
+    ]
+    .iter()
+    .filter(|(_, k)| k.unaccounted() != 0)
+    .map(|(n, k)| {
+        format!(
+            "{n}: sent {} != ok {} + failed {} + timed out {} + cancelled {}",
+            k.sent, k.ok, k.failed, k.timed_out, k.cancelled
+        )
+    })
+    .collect();
+    if !books.is_empty() {
+        add(Invariant::TasksAccounted, books.join("; "));
     }
     out
 }
