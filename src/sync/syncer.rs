@@ -23,6 +23,8 @@ use tracing::debug;
 
 /// How long an empty reply keeps a peer out of work for the same root (ms).
 const STATELESS_FOR_MS: u64 = 60_000;
+/// Most trie-node requests given up at pivot moves whose late replies are still taken.
+const MAX_ORPHANS: usize = 4096;
 /// Slots a contract must already hold before its total is estimated for
 /// [`SyncStore::expect_slots`] (relative error about 1/sqrt of it).
 const SLOT_HINT_MIN: usize = 2048;
@@ -220,6 +222,8 @@ pub struct Syncer {
     /// Verified trie nodes kept over a pivot move for the next healer (see
     /// [`Healer::into_cache`]).
     heal_cache: crate::trie::db::HashKeyed<Vec<u8>>,
+    /// Trie-node requests given up at a pivot move, by id: a late reply still feeds the cache.
+    orphans: BTreeMap<u64, (PeerId, Vec<HealItem>)>,
     stats: SyncStats,
     last_progress_at: u64,
     dirty: bool,
@@ -267,6 +271,7 @@ impl Syncer {
             sched: Sched::default(),
             healer: None,
             heal_cache: Default::default(),
+            orphans: BTreeMap::new(),
             stats: SyncStats::default(),
             last_progress_at: 0,
             dirty: false,
@@ -355,19 +360,23 @@ impl Syncer {
 
     fn retarget(&mut self, root: B256) {
         self.rescan = true;
-        // range replies are proven against the old root: their requests go; trie-node
-        // requests stay in flight, as their nodes are checked by hash and kept for the new
-        // root's healer (most of a trie outlives a pivot move)
+        // every request is given up (its peer is free for the new root's work), but a
+        // trie-node reply that still comes is kept: its nodes are checked by hash and seed the
+        // new root's healer (most of a trie outlives a pivot move)
         for (id, r) in std::mem::take(&mut self.requests) {
-            if matches!(r.work, Work::Heal { .. }) {
-                self.requests.insert(id, r);
-                continue;
-            }
             if let Some(p) = self.peers.get_mut(&r.peer) {
                 p.finished(r.kind);
             }
             self.stats.kind(r.kind).cancelled += 1;
-            self.revert(r.work);
+            match r.work {
+                Work::Heal { items } => {
+                    self.orphans.insert(id, (r.peer, items));
+                    while self.orphans.len() > MAX_ORPHANS {
+                        self.orphans.pop_first();
+                    }
+                }
+                work => self.revert(work),
+            }
         }
         self.progress.root = root;
         self.stateless.clear();
@@ -529,7 +538,10 @@ impl Syncer {
     ) -> Vec<Action> {
         let Some(id) = msg.request_id() else { return Vec::new() };
         let Some(req) = self.requests.get(&id) else {
-            self.stats.unexpected_replies += 1;
+            match (self.orphans.remove(&id), msg) {
+                (Some((asked, items)), Message::TrieNodes(r)) if asked == peer => self.adopt(store, r, items),
+                _ => self.stats.unexpected_replies += 1,
+            }
             return Vec::new();
         };
         if req.peer != peer {
@@ -902,6 +914,29 @@ impl Syncer {
         Verdict::Ok
     }
 
+    /// A trie-node reply to a request given up at a pivot move: what hashes right is kept for
+    /// the healer (no verdict on the peer either way: the request no longer counts).
+    fn adopt(&mut self, store: &dyn SyncStore, r: TrieNodes, items: Vec<HealItem>) {
+        if r.nodes.len() > items.len() {
+            return;
+        }
+        let Ok((delivered, _)) = match_nodes(&items, r.nodes.into_iter().map(|b| b.to_vec()).collect())
+        else {
+            return;
+        };
+        for (item, rlp) in delivered {
+            match &mut self.healer {
+                Some(h) => h.cache_node(store, item.hash, rlp),
+                None => {
+                    if self.heal_cache.len() < Healer::CACHE_NODES && !store.has_node(&item.hash) {
+                        self.heal_cache.insert(item.hash, rlp);
+                    }
+                }
+            }
+        }
+        self.dirty = true;
+    }
+
     fn on_trie_nodes(
         &mut self,
         store: &dyn SyncStore,
@@ -909,22 +944,7 @@ impl Syncer {
         r: TrieNodes,
         items: Vec<HealItem>,
     ) -> Verdict {
-        let Some(mut healer) = self.healer.take() else {
-            // asked before a pivot move, answered before the new root's healer started: keep
-            // what hashes right for it
-            if r.nodes.len() <= items.len() {
-                if let Ok((delivered, _)) =
-                    match_nodes(&items, r.nodes.into_iter().map(|b| b.to_vec()).collect())
-                {
-                    for (item, rlp) in delivered {
-                        if self.heal_cache.len() < Healer::CACHE_NODES && !store.has_node(&item.hash) {
-                            self.heal_cache.insert(item.hash, rlp);
-                        }
-                    }
-                }
-            }
-            return Verdict::Ok;
-        };
+        let Some(mut healer) = self.healer.take() else { return Verdict::Ok };
         let verdict = if r.nodes.is_empty() {
             healer.requeue_nodes(items);
             Verdict::Stateless

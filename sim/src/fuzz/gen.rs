@@ -234,6 +234,30 @@ pub fn slow_chain_for_starving_sources(chain: &mut ChainSpec, peers: &[PeerGroup
     }
 }
 
+/// Bytes of trie nodes a node must fetch again per account changed by a block (the changed
+/// leaf and the branch nodes on its path; storage writes add their own paths).
+pub const CHURN_BYTES_PER_CHANGE: u64 = 2048;
+/// Most of the serving peers' bandwidth the chain's churn may claim.
+pub const MAX_CHURN_SHARE: f64 = 0.3;
+
+/// When the chain changes state faster than the serving peers can deliver it (with room to
+/// spare for the rest of the sync, drops and timeouts), healing never catches up with the
+/// pivot - true of every snap syncer, and no bug to report. Variations of a base scenario
+/// (fewer or slower peers than the base) slow the blocks down so that the churn claims at most
+/// [`MAX_CHURN_SHARE`] of the serving bandwidth.
+pub fn slow_chain_for_bandwidth(chain: &mut ChainSpec, peers: &[PeerGroup]) {
+    let serving: f64 =
+        peers.iter().filter(|g| serves(g)).map(|g| g.count as f64 * g.bandwidth.0 as f64).sum();
+    if chain.changes_per_block == 0 || serving <= 0.0 {
+        return;
+    }
+    let churn_bytes = (chain.changes_per_block * CHURN_BYTES_PER_CHANGE) as f64;
+    let min_ms = (churn_bytes / (MAX_CHURN_SHARE * serving) * 1000.0).ceil() as u64;
+    if chain.block_time.as_millis() < min_ms {
+        chain.block_time = Duration::from_millis(min_ms);
+    }
+}
+
 /// Smallest reply budget of a static sizing policy on a churning chain.
 pub const MIN_CHURN_BUDGET: u64 = 16 * 1024;
 /// Smallest concurrency of a static sizing policy on a churning chain.
@@ -404,6 +428,7 @@ pub fn vary(base: &Scenario, seed: u64) -> Scenario {
     keep_up_with_churn(y, &sc.chain);
     let d = sc.sync.pivot_distance;
     slow_chain_for_starving_sources(&mut sc.chain, &sc.peers, d);
+    slow_chain_for_bandwidth(&mut sc.chain, &sc.peers);
 
     let converge = base.expect.converge && can_serve(&sc);
     sc.expect = fuzz_expect(converge);
