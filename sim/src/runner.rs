@@ -62,8 +62,13 @@ const DEFAULT_MAX_VIRTUAL_MS: u64 = 6 * 3600 * 1000;
 /// The start state a scenario describes.
 pub fn initial_state(sc: &Scenario, seed: u64) -> Result<State, RunError> {
     Ok(match &sc.state {
-        StateSpec::Genesis { path } => {
-            syncsim_node::genesis::load_genesis(path)?.into_iter().next().map(|(_, s)| s).unwrap_or_default()
+        StateSpec::Genesis { path, case } => {
+            let states = syncsim_node::genesis::load_genesis(path)?;
+            let picked = match case {
+                Some(c) => states.into_iter().find(|(n, _)| n.as_deref() == Some(c.as_str())),
+                None => states.into_iter().next(),
+            };
+            picked.map(|(_, s)| s).unwrap_or_default()
         }
         StateSpec::Synthetic {
             accounts,

@@ -144,6 +144,20 @@ fn bad_scenarios_exit_2_naming_file_line_and_key() {
         ("name = \"x\"\n[state]\ngenesis = \"missing.json\"\n[[peers]]\n".to_string(), "3", "state.genesis"),
         ("name = \"x\"\n[state]\naccounts = 10\npeers = []\n".to_string(), "", "peers"),
         ("name = \"x\"\n[state]\naccounts = 10\n".to_string(), "", "peers"),
+        (
+            format!(
+                "name = \"x\"\n[state]\ngenesis = \"{}#nope\"\n[[peers]]\n",
+                root().join("../shared/fixtures/genesis/basic_genesis_tests.json").display()
+            ),
+            "3",
+            "state.genesis",
+        ),
+        (
+            "name = \"x\"\n[state]\naccounts = 10\n[sync]\nrequest_timeout = \"10us\"\n[[peers]]\n"
+                .to_string(),
+            "5",
+            "sync.request_timeout",
+        ),
     ];
     for (body, line, key) in cases {
         let (code, err) = scenario_error(&body);

@@ -111,6 +111,19 @@ fn genesis_scenarios_report_the_published_roots() {
         ("sepolia-genesis.json", "0x5eb6e371a698b8d68f665192350ffcecbbbf322916f4b51bd79bb6887da3f494"),
         ("holesky-genesis.json", "0x69d8c9d72f6fa4ad42d4702b433707212f90db395eb54dc20bc85de253788783"),
         ("hoodi-genesis.json", "0xda87d7f5f91c51508791bbcbd4aa5baf04917830b86985eeb9ad3d5bfb657576"),
+        // the named cases of ethereum/tests' GenesisTests (`file#case`)
+        (
+            "basic_genesis_tests.json#test1",
+            "0xdd406a973a0a5a9826d00da276e996d28426d24f12b8fa683723e9db532b8c59",
+        ),
+        (
+            "basic_genesis_tests.json#test2",
+            "0x9178d0f23c965d81f0834a4c72c6253ce6830f4022b1359aaebfc1ecba442d4e",
+        ),
+        (
+            "basic_genesis_tests.json#test3",
+            "0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421",
+        ),
     ] {
         let sc = inline(&format!(
             "name = \"{file}\"\n[state]\ngenesis = \"../../shared/fixtures/genesis/{file}\"\n[[peers]]\ncount = 2\n"

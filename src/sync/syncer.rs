@@ -1163,6 +1163,14 @@ impl Syncer {
     /// Assigns queued work to idle peers.
     pub fn poll(&mut self, now: u64, store: &mut dyn SyncStore) -> Vec<Action> {
         let mut out = Vec::new();
+        if self.progress.root == EMPTY_ROOT {
+            // an empty state has no ranges to fetch (a peer's empty reply would read as
+            // "lacks the root")
+            for t in self.progress.tasks.iter_mut().filter(|t| !t.fetched) {
+                t.fetched = true;
+                self.dirty = true;
+            }
+        }
         if self.dirty {
             // e.g. a pivot move abandoned storage work: chunks may be ready to build now
             self.flush(store, WriteBatch::default());

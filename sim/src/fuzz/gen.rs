@@ -238,7 +238,7 @@ pub fn slow_chain_for_starving_sources(chain: &mut ChainSpec, peers: &[PeerGroup
 /// leaf and the branch nodes on its path; storage writes add their own paths).
 pub const CHURN_BYTES_PER_CHANGE: u64 = 2048;
 /// Most of the serving peers' bandwidth the chain's churn may claim.
-pub const MAX_CHURN_SHARE: f64 = 0.3;
+pub const MAX_CHURN_SHARE: f64 = 0.2;
 
 /// When the chain changes state faster than the serving peers can deliver it (with room to
 /// spare for the rest of the sync, drops and timeouts), healing never catches up with the

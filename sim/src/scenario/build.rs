@@ -385,16 +385,41 @@ impl<'a> Builder<'a> {
                 if rel.is_empty() {
                     return Err(self.invalid(g.origin(), &key, "must not be empty"));
                 }
-                let path = self.resolve(&rel);
+                // "file.json#NAME" picks a named case (unless a file is really named so)
+                let (file, case) = match rel.rsplit_once('#') {
+                    Some((f, c)) if !self.resolve(&rel).is_file() && !f.is_empty() => {
+                        (f.to_string(), Some(c.to_string()))
+                    }
+                    _ => (rel.clone(), None),
+                };
+                let path = self.resolve(&file);
                 if !path.is_file() {
                     return Err(self.err(
                         g.origin(),
                         &key,
                         ErrorKind::MissingFile,
-                        format!("genesis file {rel:?} not found (resolved to {})", path.display()),
+                        format!("genesis file {file:?} not found (resolved to {})", path.display()),
                     ));
                 }
-                Ok(StateSpec::Genesis { path })
+                if let Some(case) = &case {
+                    let names: Vec<String> = match syncsim_node::genesis::load_genesis(&path) {
+                        Ok(states) => states.into_iter().filter_map(|(n, _)| n).collect(),
+                        Err(e) => return Err(self.invalid(g.origin(), &key, e.to_string())),
+                    };
+                    if !names.contains(case) {
+                        let known = if names.is_empty() {
+                            "it has no named cases".to_string()
+                        } else {
+                            format!("its cases: {}", names.join(", "))
+                        };
+                        return Err(self.invalid(
+                            g.origin(),
+                            &key,
+                            format!("no case {case:?} in {file:?} ({known})"),
+                        ));
+                    }
+                }
+                Ok(StateSpec::Genesis { path, case })
             }
             (None, Some(a)) => self.synthetic(&t, a),
         }

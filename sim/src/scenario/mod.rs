@@ -51,11 +51,14 @@ pub struct Scenario {
 /// `genesis` and `accounts` must be given).
 #[derive(Clone, Debug, PartialEq)]
 pub enum StateSpec {
-    /// `genesis = "path"`: a genesis JSON file. The path in the file is
+    /// `genesis = "path"` or `"path#case"`: a genesis JSON file. The path in the file is
     /// relative to the scenario file; this holds it resolved (absolute).
     Genesis {
         /// Absolute path of the genesis file.
         path: PathBuf,
+        /// `genesis = "file.json#NAME"`: the named case of a file of named cases (e.g.
+        /// ethereum/tests' GenesisTests); `None` takes the file's genesis (its first case).
+        case: Option<String>,
     },
     /// A generated state.
     Synthetic {

@@ -126,7 +126,7 @@ fn full_example() {
     assert_eq!(s.name, "flaky-network");
     assert_eq!(s.description.as_deref(), Some("lossy links, \"bad\" peers"));
     assert_eq!(s.seed, 7);
-    assert_eq!(s.state, StateSpec::Genesis { path: build::normalize(&genesis) });
+    assert_eq!(s.state, StateSpec::Genesis { path: build::normalize(&genesis), case: None });
     assert_eq!(
         s.chain,
         ChainSpec {
@@ -866,7 +866,10 @@ fn missing_genesis_file() {
     std::fs::write(&nested, "name = \"t\"\n[state]\ngenesis = \"../nowhere/genesis.json\"\n[[peers]]\n")
         .unwrap();
     let s = Scenario::load(&nested).unwrap();
-    assert_eq!(s.state, StateSpec::Genesis { path: build::normalize(&dir.join("nowhere/genesis.json")) });
+    assert_eq!(
+        s.state,
+        StateSpec::Genesis { path: build::normalize(&dir.join("nowhere/genesis.json")), case: None }
+    );
 }
 
 #[test]

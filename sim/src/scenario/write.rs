@@ -87,7 +87,7 @@ pub(crate) fn to_toml(s: &Scenario, dest: Option<&Path>) -> String {
 
     line("\n[state]".into());
     match &s.state {
-        StateSpec::Genesis { path } => {
+        StateSpec::Genesis { path, case } => {
             let shown = match dest {
                 Some(dest) => {
                     let dir = normalize(dest.parent().unwrap_or(Path::new("")));
@@ -95,7 +95,11 @@ pub(crate) fn to_toml(s: &Scenario, dest: Option<&Path>) -> String {
                 }
                 None => path.clone(),
             };
-            line(format!("genesis = {}", quote(&shown.to_string_lossy())));
+            let mut shown = shown.to_string_lossy().into_owned();
+            if let Some(c) = case {
+                shown = format!("{shown}#{c}");
+            }
+            line(format!("genesis = {}", quote(&shown)));
         }
         StateSpec::Synthetic {
             accounts,
