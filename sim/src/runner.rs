@@ -77,6 +77,7 @@ pub fn initial_state(sc: &Scenario, seed: u64) -> Result<State, RunError> {
             storage_skew,
             code_size,
             unique_codes,
+            boundary_keys,
         } => crate::chain::synthetic_state(
             &SyntheticSpec {
                 accounts: *accounts,
@@ -85,6 +86,7 @@ pub fn initial_state(sc: &Scenario, seed: u64) -> Result<State, RunError> {
                 storage_skew: *storage_skew,
                 code_size: *code_size,
                 unique_codes: *unique_codes,
+                boundary_keys: *boundary_keys,
             },
             seed,
         ),

@@ -143,6 +143,20 @@ fn clean_small_sync_heals_only_the_root() {
     assert_eq!(r.healed_nodes, 1);
 }
 
+/// `scenarios/chunk-boundaries.toml`: a synthetic state with `boundary_keys = true` (keys on
+/// every chunk's edges) and 1 KiB fixed budgets, so replies end at or next to the edges.
+#[test]
+fn chunk_boundaries_scenario() {
+    let sc = scenario("chunk-boundaries");
+    let state = syncsim::runner::initial_state(&sc, sc.seed).expect("state");
+    for k in syncsim::chain::boundary_keys() {
+        assert!(state.accounts.contains_key(&k), "edge key {k} missing");
+    }
+    let r = passes("chunk-boundaries");
+    assert!(r.head_root_ok, "{}", r.summary());
+    assert!(r.requests.account_range.ok >= 16, "{}", r.summary());
+}
+
 #[test]
 fn keys_exactly_on_chunk_boundaries() {
     use syncsim_node::primitives::{B256, U256};

@@ -152,6 +152,7 @@ mod tests {
             storage_skew: 1.1,
             code_size: (10, 100),
             unique_codes: 10,
+            boundary_keys: false,
         };
         let state = synthetic_state(&spec, 2);
         let (nodes, root, _) = build_state(&state);

@@ -18,7 +18,7 @@ pub mod synth;
 
 pub use blocks::{ChangeStats, CLEARABLE_SLOTS, NEW_CODE_SIZE};
 pub use oracle::{oracle_root, state_at};
-pub use synth::{synthetic_state, zipf_counts, SyntheticSpec};
+pub use synth::{boundary_keys, synthetic_state, zipf_counts, SyntheticSpec};
 
 use crate::view::ChainView;
 use alloy_primitives::{keccak256, Bytes, B256};

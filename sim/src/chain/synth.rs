@@ -26,6 +26,9 @@ pub struct SyntheticSpec {
     pub code_size: (u64, u64),
     /// Distinct codes shared among the contracts (at least 1 when there are contracts).
     pub unique_codes: u64,
+    /// Put account keys exactly on the edges of the hash space's 16 equal chunks (see
+    /// [`boundary_keys`]).
+    pub boundary_keys: bool,
 }
 
 impl Default for SyntheticSpec {
@@ -37,6 +40,7 @@ impl Default for SyntheticSpec {
             storage_skew: 1.1,
             code_size: (100, 24 * 1024),
             unique_codes: 50,
+            boundary_keys: false,
         }
     }
 }
@@ -80,6 +84,39 @@ pub(crate) fn random_code(rng: &mut ChaCha8Rng, size: (u64, u64)) -> Bytes {
 }
 
 /// `n` distinct random keys, sorted.
+/// The 48 keys on the edges of the hash space's 16 equal chunks: each chunk's first key, its
+/// last, and the one before its last.
+pub fn boundary_keys() -> Vec<B256> {
+    let mut out = Vec::with_capacity(48);
+    for chunk in 0u8..16 {
+        let mut first = [0u8; 32];
+        first[0] = chunk << 4;
+        let mut last = [0xffu8; 32];
+        last[0] = (chunk << 4) | 0x0f;
+        let mut near = last;
+        near[31] = 0xfe;
+        out.extend([B256::from(first), B256::from(near), B256::from(last)]);
+    }
+    out
+}
+
+/// `n` sorted distinct keys, as many of them chunk-edge keys ([`boundary_keys`]) as fit.
+fn with_boundary_keys(rng: &mut ChaCha8Rng, n: usize) -> Vec<B256> {
+    let edges = boundary_keys();
+    let take = edges.len().min(n);
+    let mut keys: Vec<B256> = edges[..take].to_vec();
+    let mut rest = sorted_random_keys(rng, n - take);
+    keys.append(&mut rest);
+    keys.sort_unstable();
+    keys.dedup();
+    while keys.len() < n {
+        keys.push(random_key(rng));
+        keys.sort_unstable();
+        keys.dedup();
+    }
+    keys
+}
+
 pub(crate) fn sorted_random_keys(rng: &mut ChaCha8Rng, n: usize) -> Vec<B256> {
     let mut keys: Vec<B256> = (0..n).map(|_| random_key(rng)).collect();
     keys.sort_unstable();
@@ -138,7 +175,8 @@ pub fn synthetic_state(spec: &SyntheticSpec, seed: u64) -> State {
     let n = spec.accounts as usize;
     let contracts = spec.contracts.min(spec.accounts) as usize;
 
-    let keys = sorted_random_keys(&mut rng, n);
+    let keys =
+        if spec.boundary_keys { with_boundary_keys(&mut rng, n) } else { sorted_random_keys(&mut rng, n) };
     let mut accounts: Vec<AccountData> = (0..n)
         .map(|_| {
             let nonce = if rng.random_bool(0.3) { 0 } else { rng.random_range(1u64..=1000) };
@@ -194,6 +232,7 @@ mod tests {
             storage_skew: 0.0,
             code_size: (10, 500),
             unique_codes: 40,
+            boundary_keys: false,
         }
     }
 

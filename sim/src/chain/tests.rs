@@ -12,6 +12,7 @@ fn small_spec() -> SyntheticSpec {
         storage_skew: 1.1,
         code_size: (50, 300),
         unique_codes: 20,
+        boundary_keys: false,
     }
 }
 
@@ -255,6 +256,7 @@ fn million_accounts_timing() {
         storage_skew: 1.1,
         code_size: (100, 24 * 1024),
         unique_codes: 500,
+        boundary_keys: false,
     };
     let t = Instant::now();
     let state = synthetic_state(&spec, 1);

@@ -149,6 +149,7 @@ fn gen_state(rng: &mut ChaCha8Rng) -> StateSpec {
         storage_skew,
         code_size: (code_min, code_max),
         unique_codes,
+        boundary_keys: chance(rng, 0.1),
     }
 }
 

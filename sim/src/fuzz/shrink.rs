@@ -125,13 +125,22 @@ pub fn candidates(sc: &Scenario) -> Vec<Scenario> {
         storage_skew: k,
         code_size: z,
         unique_codes: u,
+        boundary_keys: bk,
     } = sc.state
     {
         let shape = |a: u64, c: u64, s: u64, k: f64, z: (u64, u64), u: u64| {
             let mut x = sc.clone();
             x.state = synthetic(a, c, s, k, z, u);
+            if let StateSpec::Synthetic { boundary_keys, .. } = &mut x.state {
+                *boundary_keys = bk;
+            }
             x
         };
+        if bk {
+            let mut x = sc.clone();
+            x.state = synthetic(a, c, s, k, z, u);
+            push(x);
+        }
         push(shape(a, 0, 0, k, z, u));
         push(shape(a, c, 0, k, z, u));
         push(shape(a / 2, c, s, k, z, u));
@@ -204,6 +213,7 @@ fn synthetic(
         storage_skew: skew,
         code_size: code,
         unique_codes: unique.clamp(1, contracts.max(1)),
+        boundary_keys: false,
     }
 }
 

@@ -1385,6 +1385,7 @@ fn flat_serving_equals_trie_serving() {
         storage_skew: 1.1,
         code_size: (50, 300),
         unique_codes: 10,
+        boundary_keys: false,
     };
     let mut chain = Chain::new(
         synthetic_state(&spec, 3),

@@ -15,8 +15,16 @@ type Result<T> = std::result::Result<T, ScenarioError>;
 
 const TOP_KEYS: &[&str] =
     &["name", "description", "seed", "state", "chain", "peers", "faults", "sync", "expect"];
-const STATE_KEYS: &[&str] =
-    &["genesis", "accounts", "contracts", "storage_slots", "storage_skew", "code_size", "unique_codes"];
+const STATE_KEYS: &[&str] = &[
+    "genesis",
+    "accounts",
+    "contracts",
+    "storage_slots",
+    "storage_skew",
+    "code_size",
+    "unique_codes",
+    "boundary_keys",
+];
 const CHAIN_KEYS: &[&str] = &["blocks", "block_time", "changes_per_block", "state_history", "reorg"];
 const PEER_KEYS: &[&str] = &["count", "behaviour", "latency", "bandwidth", "join_at", "leave_at"];
 const FAULT_KEYS: &[&str] =
@@ -516,7 +524,16 @@ impl<'a> Builder<'a> {
             Some(u) => u,
             None => contracts.max(1),
         };
-        Ok(StateSpec::Synthetic { accounts, contracts, storage_slots, storage_skew, code_size, unique_codes })
+        let boundary_keys = self.opt(t, "boundary_keys", |b, n, p, o| b.boolean(n, p, o))?.unwrap_or(false);
+        Ok(StateSpec::Synthetic {
+            accounts,
+            contracts,
+            storage_slots,
+            storage_skew,
+            code_size,
+            unique_codes,
+            boundary_keys,
+        })
     }
 
     fn chain(&self, top: &Tbl<'_>) -> Result<ChainSpec> {

@@ -78,6 +78,10 @@ pub enum StateSpec {
         /// `unique_codes` (default = contracts, or 1 if there are none):
         /// distinct codes shared among the contracts; 1..=max(contracts, 1).
         unique_codes: u64,
+        /// `boundary_keys` (default false): some account keys sit exactly on the edges of
+        /// the 16 equal chunks of the hash space the node splits its account ranges into
+        /// (each chunk's first and last key, and the key before its last).
+        boundary_keys: bool,
     },
 }
 

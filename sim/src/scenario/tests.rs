@@ -210,6 +210,7 @@ fn defaults() {
             storage_skew: 0.0,
             code_size: (100, 24 * 1024),
             unique_codes: 1,
+            boundary_keys: false,
         }
     );
     assert_eq!(s.chain, ChainSpec::default());
@@ -259,6 +260,7 @@ fn synthetic_state_keys() {
             storage_skew: 1.0,
             code_size: (1024, 2048),
             unique_codes: 20,
+            boundary_keys: false,
         }
     );
     assert_eq!(s.peers, vec![PeerGroup::default()]);
@@ -329,6 +331,7 @@ fn round_trip_synthetic_and_odd_values() {
         storage_skew: 1.1,
         code_size: (1536, 5_000_000),
         unique_codes: 3,
+        boundary_keys: true,
     };
     s.faults.drop = 0.1 + 0.2;
     s.faults.corrupt = 1e-9;

@@ -108,6 +108,7 @@ pub(crate) fn to_toml(s: &Scenario, dest: Option<&Path>) -> String {
             storage_skew,
             code_size,
             unique_codes,
+            boundary_keys,
         } => {
             line(format!("accounts = {accounts}"));
             line(format!("contracts = {contracts}"));
@@ -119,6 +120,9 @@ pub(crate) fn to_toml(s: &Scenario, dest: Option<&Path>) -> String {
                 quote(&Size(code_size.1).to_string())
             ));
             line(format!("unique_codes = {unique_codes}"));
+            if *boundary_keys {
+                line("boundary_keys = true".into());
+            }
         }
     }
 
