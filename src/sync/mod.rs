@@ -12,3 +12,6 @@ pub use config::{PlantedBug, SizingPolicy, SyncConfig};
 pub use peers::{Kind, PeerId};
 pub use syncer::{Action, KindStats, SyncStats, Syncer};
 pub use walk::verify_complete;
+
+#[cfg(test)]
+mod tests;
