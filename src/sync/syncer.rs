@@ -441,10 +441,9 @@ impl Syncer {
     pub fn next_deadline(&self, now: u64) -> Option<u64> {
         let d = self.requests.values().map(|r| r.deadline).min();
         let bench = self.peers.values().map(|p| p.benched_until).filter(|b| *b > now).min();
-        match (d, bench) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // a peer's "lacks the root" mark expiring makes it usable again
+        let stateless = self.stateless.values().copied().filter(|t| *t > now).min();
+        [d, bench, stateless].into_iter().flatten().min()
     }
 
     /// True once every phase is finished and the root node is stored. The caller then walks
