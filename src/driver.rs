@@ -6,7 +6,9 @@ use crate::codec::{
     BlockBodies, BlockBody, BlockHeaders, GetBlockBodies, GetBlockHeaders, Header, Limits, Message,
     NewBlockHashes,
 };
-use crate::pipeline::{insert_block, ExecProgress, HeaderChain, HeaderOutcome, InsertError, Inserted};
+use crate::pipeline::{
+    insert_block, ExecProgress, HeaderChain, HeaderOutcome, HeaderWant, InsertError, Inserted, MAX_HEADERS,
+};
 use crate::primitives::B256;
 use crate::store::SyncStore;
 use crate::sync::walk::WalkStats;
@@ -157,6 +159,16 @@ struct Claim {
     next_check: u64,
 }
 
+/// First wait before probing again a peer that served headers that do not link (ms).
+const REPROBE_MS: u64 = 1_000;
+/// How long (ms) the executed head must fail to close its gap to the trusted head before the
+/// node gives up on keeping up with the chain.
+const PACE_WINDOW_MS: u64 = 300_000;
+/// A gap (blocks) below which the node is never said to fall behind.
+const PACE_MIN_GAP: u64 = 128;
+/// Pivot moves within [`PACE_WINDOW_MS`] that show the state cannot be completed.
+const PACE_MOVES: u64 = 16;
+
 /// First wait between two checks of a peer's claim (ms); doubles with each passed check, up
 /// to 16 times this.
 const CLAIM_CHECK_MS: u64 = 8_000;
@@ -172,14 +184,117 @@ const SHORT_HEADERS: usize = 64;
 struct Pending {
     id: u64,
     peer: PeerId,
-    /// Headers: (start, count, last hash). Bodies: the (number, hash) asked.
+    /// Headers: what was asked. Bodies: the (number, hash) asked.
     what: PendingWhat,
     deadline: Instant,
+    /// When it was sent (ms).
+    sent: u64,
 }
 
 enum PendingWhat {
-    Headers(u64, u64, B256),
+    Headers(HeaderWant),
     Bodies(Vec<(u64, B256)>),
+}
+
+/// Most bodies asked for at once (go-ethereum's `maxBodyFetch`).
+const MAX_BODIES: u64 = 128;
+/// First byte budget of header and body requests to a peer.
+const BLOCK_START_BYTES: u64 = 16 * 1024;
+/// Smallest byte budget (a request still carries at least one header or body).
+const BLOCK_MIN_BYTES: u64 = 4 * 1024;
+/// Largest byte budget (the servers' soft response limit).
+const BLOCK_MAX_BYTES: u64 = 2 * 1024 * 1024;
+/// A budget grows to at most this many ms of the peer's measured delivery rate.
+const BLOCK_TARGET_MS: f64 = 2_000.0;
+/// Round trip assumed of a peer not measured yet (ms).
+const BLOCK_RTT_MS: f64 = 250.0;
+/// Delivery rate assumed of a peer not measured yet (bytes/s): a slow link.
+const BLOCK_RATE: f64 = 32.0 * 1024.0;
+/// No header or body deadline is shorter (ms).
+const BLOCK_FLOOR_MS: u64 = 500;
+/// Replies smaller than this are not used to measure a delivery rate (their time is mostly the
+/// round trip).
+const RATE_SAMPLE_BYTES: u64 = 4 * 1024;
+
+/// What the driver measured of one peer's header and body replies, to size and time them.
+/// The record survives the peer's reconnects.
+#[derive(Debug, Clone)]
+struct BlockLink {
+    /// Quickest reply seen (ms): at least the round trip.
+    rtt_ms: f64,
+    /// Delivery rate of its replies (bytes/s), reply time from the send included (a moving
+    /// average): a conservative bandwidth.
+    rate: f64,
+    /// Replies measured (of those, `rate_samples` large enough to measure the rate).
+    samples: u32,
+    rate_samples: u32,
+    /// Byte budget of its next request: starts small, doubles after each reply (up to
+    /// [`BLOCK_TARGET_MS`] at its rate), halves after each timeout.
+    budget: u64,
+    /// Timeouts since its last reply: each doubles its next deadline.
+    timeouts: u32,
+}
+
+impl Default for BlockLink {
+    fn default() -> Self {
+        Self {
+            rtt_ms: BLOCK_RTT_MS,
+            rate: BLOCK_RATE,
+            samples: 0,
+            rate_samples: 0,
+            budget: BLOCK_START_BYTES,
+            timeouts: 0,
+        }
+    }
+}
+
+impl BlockLink {
+    /// A reply of `bytes` arrived `elapsed_ms` after its request was sent.
+    fn on_reply(&mut self, elapsed_ms: u64, bytes: u64) {
+        let elapsed = elapsed_ms.max(1) as f64;
+        self.rtt_ms = if self.samples == 0 { elapsed } else { self.rtt_ms.min(elapsed) };
+        self.samples += 1;
+        self.timeouts = 0;
+        if bytes >= RATE_SAMPLE_BYTES {
+            let sample = bytes as f64 * 1000.0 / elapsed;
+            self.rate = if self.rate_samples == 0 { sample } else { 0.7 * self.rate + 0.3 * sample };
+            self.rate_samples += 1;
+        }
+        let cap = ((self.rate * BLOCK_TARGET_MS / 1000.0) as u64).max(BLOCK_START_BYTES);
+        self.budget = (self.budget * 2).min(cap).clamp(BLOCK_MIN_BYTES, BLOCK_MAX_BYTES);
+    }
+
+    /// A request timed out: halve the budget, wait longer next time.
+    fn on_timeout(&mut self) {
+        self.timeouts += 1;
+        self.budget = (self.budget / 2).max(BLOCK_MIN_BYTES);
+    }
+
+    /// Items of `item_bytes` each that fit the budget (at least one, at most `max`).
+    fn items(&self, item_bytes: f64, max: u64) -> u64 {
+        ((self.budget as f64 / item_bytes.max(1.0)) as u64).clamp(1, max.max(1))
+    }
+
+    /// Deadline (ms) of a request whose reply should carry `bytes`. The transfer is expected to
+    /// take `need` = round trip + `bytes` at the measured rate (assumed values before the first
+    /// reply), doubled for each timeout since the last reply (the peer is slower than measured,
+    /// or its link is busy). The deadline is three times `need` and `need` plus three round
+    /// trips, never below [`BLOCK_FLOOR_MS`] (2 s while fewer than three replies were measured).
+    /// The configured `request_timeout` caps it only when it is at least `need`: a configured
+    /// timeout too short for any reply must not make the sync impossible.
+    fn deadline_ms(&self, bytes: u64, request_timeout: u64) -> u64 {
+        let need = (self.rtt_ms + bytes as f64 * 1000.0 / self.rate.max(1.0))
+            * f64::from(1u32 << self.timeouts.min(5));
+        let floor = (BLOCK_FLOOR_MS as f64).max(3.0 * self.rtt_ms);
+        let mut t = (3.0 * need).max(need + 3.0 * self.rtt_ms).max(floor);
+        if self.samples < 3 {
+            t = t.max(2_000.0);
+        }
+        if request_timeout as f64 >= need {
+            t = t.min(request_timeout as f64).max(floor).max(need);
+        }
+        t.ceil() as u64
+    }
 }
 
 /// The node: follows the head, syncs the state at a pivot (moving it as the chain runs), then
@@ -207,8 +322,21 @@ pub struct Node<'a, N: Network> {
     state_started: u64,
     /// Peers not yet asked for a header chain sample (a handshake check of their chain).
     unprobed: BTreeSet<PeerId>,
-    /// Probe requests in flight: id -> peer.
-    probes: BTreeMap<u64, PeerId>,
+    /// Probe requests in flight: id -> (peer, deadline ms).
+    probes: BTreeMap<u64, (PeerId, u64)>,
+    /// Peers that served headers that do not link, to be probed again at (ms): repeated
+    /// provable faults get them dropped (see [`Node::header_fault`]).
+    reprobe: BTreeMap<PeerId, u64>,
+    /// Header/body link measurements per peer.
+    links: BTreeMap<PeerId, BlockLink>,
+    /// Average encoded size of a header and of a body seen (bytes), to turn byte budgets into
+    /// counts.
+    header_bytes: f64,
+    body_bytes: f64,
+    /// Samples taken while syncing the state and executing, to tell whether the node keeps up
+    /// with the chain (see [`Node::check_keeping_up`]):
+    /// (ms, trusted head, executed head or 0, pivots chosen so far).
+    pace: std::collections::VecDeque<(u64, u64, u64, u64)>,
     /// Header/body record per peer: (failed verifications, good replies).
     record: BTreeMap<PeerId, (u32, u64)>,
     /// Peers penalised for bad header/body replies.
@@ -252,6 +380,11 @@ impl<'a, N: Network> Node<'a, N> {
             record: BTreeMap::new(),
             penalised: BTreeSet::new(),
             probes: BTreeMap::new(),
+            reprobe: BTreeMap::new(),
+            links: BTreeMap::new(),
+            header_bytes: 600.0,
+            body_bytes: 4096.0,
+            pace: std::collections::VecDeque::new(),
             claims: BTreeMap::new(),
             checks: BTreeMap::new(),
             stats: NodeStats::default(),
@@ -273,15 +406,29 @@ impl<'a, N: Network> Node<'a, N> {
     /// A header or body reply failed verification: penalise and bench the peer; drop it
     /// once failures are repeated and not rare next to its good replies (a message corrupted
     /// in transit must not cost an honest peer its connection).
+    ///
+    /// A benched peer is not asked for headers or bodies, so it is probed again (the two-header
+    /// sample of [`Node::probe_peers`]) after a wait that doubles with its faults: a peer
+    /// serving a broken chain keeps failing and is dropped within seconds; an honest one whose
+    /// reply was corrupted in transit answers the probe and adds a good reply instead.
     fn header_fault(&mut self, peer: PeerId, reason: String) {
         self.net.note("penalty", Some(peer), &reason);
         self.penalised.insert(peer);
         self.bench_peer(peer);
         let rec = self.record.entry(peer).or_insert((0, 0));
         rec.0 += 1;
+        let faults = rec.0;
         if rec.0 >= 3 && u64::from(rec.0) * 4 > rec.1 {
             self.drop_peer(peer, reason);
+        } else {
+            self.schedule_reprobe(peer, faults);
         }
+    }
+
+    /// Probes `peer` again after its `faults`-th fault: 1 s, then 2 s, 4 s, ... (at most 16 s).
+    fn schedule_reprobe(&mut self, peer: PeerId, faults: u32) {
+        let due = self.now() + (REPROBE_MS << faults.saturating_sub(1).min(4));
+        self.reprobe.insert(peer, due);
     }
 
     /// Peer `peer` announced head `number` with `hash`; `proven` when the announcement carried
@@ -335,7 +482,8 @@ impl<'a, N: Network> Node<'a, N> {
                 c.next_check = now + (CLAIM_CHECK_MS << c.passed.min(4));
             }
             self.next_id += 1;
-            self.checks.insert(self.next_id, (peer, number, hash, now + self.cfg.sync.request_timeout_ms));
+            let wait = self.block_deadline_ms(peer, self.header_bytes as u64);
+            self.checks.insert(self.next_id, (peer, number, hash, now + wait));
             let msg = Message::GetBlockHeaders(GetBlockHeaders {
                 request_id: self.next_id,
                 start: number,
@@ -415,6 +563,9 @@ impl<'a, N: Network> Node<'a, N> {
             if let Some(d) = self.syncer.as_ref().and_then(|s| s.next_deadline(now)) {
                 deadline = deadline.min(d.max(now));
             }
+            for due in self.probes.values().map(|p| p.1).chain(self.reprobe.values().copied()) {
+                deadline = deadline.min(due.max(now));
+            }
             let mut deadline = self.at(deadline);
             for p in [&self.header_req, &self.body_req].into_iter().flatten() {
                 deadline = deadline.min(p.deadline);
@@ -445,10 +596,16 @@ impl<'a, N: Network> Node<'a, N> {
             if let Err(reason) = self.finish_state() {
                 return Some(NodeOutcome::Failed { reason });
             }
+            if let Err(reason) = self.check_keeping_up(now) {
+                return Some(NodeOutcome::Failed { reason });
+            }
         }
         if self.exec.is_some() {
             if let Err(e) = self.execute() {
                 return Some(NodeOutcome::Failed { reason: e.to_string() });
+            }
+            if let Err(reason) = self.check_keeping_up(now) {
+                return Some(NodeOutcome::Failed { reason });
             }
             self.request_bodies(now);
             let exec = self.exec.as_ref()?;
@@ -523,9 +680,61 @@ impl<'a, N: Network> Node<'a, N> {
         exec.blocks.insert(number, (hash, root));
         exec.save(&mut *self.store);
         self.exec = Some(exec);
+        self.pace.clear();
         self.progressed();
         self.net.phase("execution");
         Ok(())
+    }
+
+    /// Fails when the node cannot keep up with the chain, judged over the last
+    /// [`PACE_WINDOW_MS`] (samples at most once a second, from the start of the state stage):
+    /// - executing, the gap to the trusted head did not shrink at all over the window and is at least
+    ///   [`PACE_MIN_GAP`] blocks: the head runs away faster than blocks are inserted;
+    /// - downloading the state, the pivot moved [`PACE_MOVES`] times or more in the window: the
+    ///   state changes faster than it can be completed, so execution never starts.
+    ///
+    /// Waiting longer would not help either way. A run that keeps up, or catches up within the
+    /// window, never trips it.
+    fn check_keeping_up(&mut self, now: u64) -> Result<(), String> {
+        let Some((target, _)) = self.chain.target() else { return Ok(()) };
+        let executed = self.exec.as_ref().and_then(|e| e.head()).map(|h| h.0);
+        if self.syncer.is_none() && executed.is_none() {
+            return Ok(());
+        }
+        let moves = self.stats.pivots.len() as u64;
+        let head = executed.unwrap_or(0);
+        if self.pace.back().is_none_or(|s| now >= s.0 + 1_000) {
+            self.pace.push_back((now, target, head, moves));
+        }
+        while self.pace.get(1).is_some_and(|s| now >= s.0 + PACE_WINDOW_MS) {
+            self.pace.pop_front();
+        }
+        let Some(&(then, target0, head0, moves0)) = self.pace.front() else { return Ok(()) };
+        if now < then + PACE_WINDOW_MS {
+            return Ok(());
+        }
+        let secs = now.saturating_sub(then) as f64 / 1000.0;
+        let grows = target.saturating_sub(target0) as f64 / secs;
+        let inserts = head.saturating_sub(head0) as f64 / secs;
+        let why = match executed {
+            Some(_) => {
+                let gap = target.saturating_sub(head);
+                if gap < PACE_MIN_GAP || gap < target0.saturating_sub(head0) {
+                    return Ok(());
+                }
+                format!("{gap} blocks behind after {secs:.0} s")
+            }
+            None => {
+                let moved = moves.saturating_sub(moves0);
+                if moved < PACE_MOVES {
+                    return Ok(());
+                }
+                format!("the state at the pivot never completes: {moved} pivot moves in {secs:.0} s")
+            }
+        };
+        Err(format!(
+            "cannot keep up with the chain: head grows {grows:.1} blocks/s, inserting {inserts:.1} blocks/s ({why})"
+        ))
     }
 
     /// Inserts every block whose body is in, in order.
@@ -561,12 +770,22 @@ impl<'a, N: Network> Node<'a, N> {
         if let Some(p) = self.header_req.take_if(|h| h.deadline <= instant) {
             self.stats.headers.timed_out += 1;
             self.net.note("timeout", Some(p.peer), "Headers");
-            self.bench_peer(p.peer);
+            self.block_timeout(p.peer);
         }
         if let Some(p) = self.body_req.take_if(|h| h.deadline <= instant) {
             self.stats.bodies.timed_out += 1;
             self.net.note("timeout", Some(p.peer), "Bodies");
-            self.bench_peer(p.peer);
+            self.block_timeout(p.peer);
+        }
+        // a lost probe proves nothing; one owed after a fault is sent again
+        let lost: Vec<PeerId> = self.probes.values().filter(|p| p.1 <= now).map(|p| p.0).collect();
+        self.probes.retain(|_, p| p.1 > now);
+        self.stats.headers.timed_out += lost.len() as u64;
+        for peer in lost {
+            let faults = self.record.get(&peer).map_or(0, |r| r.0);
+            if faults > 0 {
+                self.schedule_reprobe(peer, faults);
+            }
         }
         // a check lost in transit proves nothing
         let before = self.checks.len();
@@ -746,19 +965,48 @@ impl<'a, N: Network> Node<'a, N> {
         self.bench.remove(&peer);
     }
 
+    /// A header or body request to `peer` timed out: bench it (it is asked again once the
+    /// bench ends, or sooner when every peer is benched), halve its budget, and wait longer for
+    /// its next reply ([`BlockLink::deadline_ms`]), so a slow honest peer is never benched for good.
+    fn block_timeout(&mut self, peer: PeerId) {
+        self.links.entry(peer).or_default().on_timeout();
+        self.bench_peer(peer);
+    }
+
+    /// Deadline length (ms) of a header or body request to `peer` expecting `bytes` of reply.
+    fn block_deadline_ms(&self, peer: PeerId, bytes: u64) -> u64 {
+        let link = self.links.get(&peer).cloned().unwrap_or_default();
+        link.deadline_ms(bytes, self.cfg.sync.request_timeout_ms)
+    }
+
+    /// A header or body reply of `bytes` to a request sent at `sent` arrived from `peer`.
+    fn measure(&mut self, peer: PeerId, sent: u64, bytes: u64) {
+        let elapsed = self.now().saturating_sub(sent);
+        self.links.entry(peer).or_default().on_reply(elapsed, bytes);
+    }
+
     /// Asks each new peer once for the two headers below the trusted head: a peer whose
     /// headers do not link is serving a broken chain and is dropped.
+    /// Peers whose headers did not link are probed again when due (see [`Node::header_fault`]).
     fn probe_peers(&mut self) {
         let Some((head, _)) = self.chain.target() else { return };
         if head == 0 {
             return;
         }
-        for peer in std::mem::take(&mut self.unprobed) {
-            if !self.peers.contains(&peer) {
+        let now = self.now();
+        let mut due: BTreeSet<PeerId> = std::mem::take(&mut self.unprobed);
+        let again: Vec<PeerId> = self.reprobe.iter().filter(|(_, t)| **t <= now).map(|(p, _)| *p).collect();
+        for p in again {
+            self.reprobe.remove(&p);
+            due.insert(p);
+        }
+        for peer in due {
+            if !self.peers.contains(&peer) || self.probes.values().any(|p| p.0 == peer) {
                 continue;
             }
             self.next_id += 1;
-            self.probes.insert(self.next_id, peer);
+            let wait = self.block_deadline_ms(peer, 2 * self.header_bytes as u64);
+            self.probes.insert(self.next_id, (peer, now + wait));
             let msg = Message::GetBlockHeaders(GetBlockHeaders {
                 request_id: self.next_id,
                 start: head - 1,
@@ -781,23 +1029,26 @@ impl<'a, N: Network> Node<'a, N> {
             (Some(e), _) => e.pivot,
             _ => self.chain.target().map_or(0, |(n, _)| n.saturating_sub(self.cfg.pivot_distance)),
         };
-        let Some((start, count, last)) = self.chain.want(floor) else { return };
         let Some(peer) = self.pick_peer() else { return };
+        let max = self.links.get(&peer).cloned().unwrap_or_default().items(self.header_bytes, MAX_HEADERS);
+        let Some(want) = self.chain.want_sized(floor, max) else { return };
         self.next_id += 1;
         let msg = Message::GetBlockHeaders(GetBlockHeaders {
             request_id: self.next_id,
-            start,
-            limit: count,
+            start: want.start,
+            limit: want.count,
             skip: 0,
             reverse: false,
         });
         self.stats.headers.sent += 1;
         self.net.send(peer, msg.encode());
+        let wait = self.block_deadline_ms(peer, (want.count as f64 * self.header_bytes) as u64);
         self.header_req = Some(Pending {
             id: self.next_id,
             peer,
-            what: PendingWhat::Headers(start, count, last),
-            deadline: self.at(now + self.cfg.sync.request_timeout_ms),
+            what: PendingWhat::Headers(want),
+            deadline: self.at(now + wait),
+            sent: now,
         });
     }
 
@@ -806,15 +1057,19 @@ impl<'a, N: Network> Node<'a, N> {
             return;
         }
         let Some((head, _, _)) = self.exec.as_ref().and_then(|e| e.head()) else { return };
+        if self.chain.get(head + 1).is_none() {
+            return;
+        }
+        let Some(peer) = self.pick_peer() else { return };
+        let max = self.links.get(&peer).cloned().unwrap_or_default().items(self.body_bytes, MAX_BODIES);
         let want: Vec<(u64, B256)> = ((head + 1)..)
             .map_while(|n| self.chain.get(n).map(|h| (n, h.hash())))
             .filter(|(n, _)| !self.bodies.contains_key(n))
-            .take(128)
+            .take(max as usize)
             .collect();
         if want.is_empty() {
             return;
         }
-        let Some(peer) = self.pick_peer() else { return };
         self.next_id += 1;
         let msg = Message::GetBlockBodies(GetBlockBodies {
             request_id: self.next_id,
@@ -822,11 +1077,13 @@ impl<'a, N: Network> Node<'a, N> {
         });
         self.stats.bodies.sent += 1;
         self.net.send(peer, msg.encode());
+        let wait = self.block_deadline_ms(peer, (want.len() as f64 * self.body_bytes) as u64);
         self.body_req = Some(Pending {
             id: self.next_id,
             peer,
             what: PendingWhat::Bodies(want),
-            deadline: self.at(now + self.cfg.sync.request_timeout_ms),
+            deadline: self.at(now + wait),
+            sent: now,
         });
     }
 
@@ -835,9 +1092,16 @@ impl<'a, N: Network> Node<'a, N> {
         if req.id != b.request_id || req.peer != peer {
             return;
         }
-        let Some(Pending { what: PendingWhat::Bodies(asked), .. }) = self.body_req.take() else { return };
-        self.stats.bodies.bytes_in +=
-            b.bodies.iter().map(|x| alloy_rlp::Encodable::length(x) as u64).sum::<u64>();
+        let Some(Pending { what: PendingWhat::Bodies(asked), sent, .. }) = self.body_req.take() else {
+            return;
+        };
+        let bytes = b.bodies.iter().map(|x| alloy_rlp::Encodable::length(x) as u64).sum::<u64>();
+        self.stats.bodies.bytes_in += bytes;
+        self.measure(peer, sent, bytes);
+        if !b.bodies.is_empty() {
+            let avg = bytes as f64 / b.bodies.len() as f64;
+            self.body_bytes = 0.7 * self.body_bytes + 0.3 * avg.max(1.0);
+        }
         if b.bodies.is_empty() {
             self.stats.bodies.failed += 1;
             self.bench_peer(peer);
@@ -876,7 +1140,7 @@ impl<'a, N: Network> Node<'a, N> {
             }
             return;
         }
-        if self.probes.get(&h.request_id) == Some(&peer) {
+        if self.probes.get(&h.request_id).is_some_and(|p| p.0 == peer) {
             self.probes.remove(&h.request_id);
             let linked = h
                 .headers
@@ -895,19 +1159,28 @@ impl<'a, N: Network> Node<'a, N> {
         if req.id != h.request_id || req.peer != peer {
             return;
         }
-        let Some(Pending { what: PendingWhat::Headers(start, count, last), .. }) = self.header_req.take()
-        else {
+        let Some(Pending { what: PendingWhat::Headers(want), sent, .. }) = self.header_req.take() else {
             return;
         };
-        self.stats.headers.bytes_in +=
-            h.headers.iter().map(|x| alloy_rlp::Encodable::length(x) as u64).sum::<u64>();
+        let HeaderWant { start, count, anchor } = want;
+        let bytes = h.headers.iter().map(|x| alloy_rlp::Encodable::length(x) as u64).sum::<u64>();
+        self.stats.headers.bytes_in += bytes;
+        self.measure(peer, sent, bytes);
+        if !h.headers.is_empty() {
+            let avg = bytes as f64 / h.headers.len() as f64;
+            self.header_bytes = 0.7 * self.header_bytes + 0.3 * avg.max(1.0);
+        }
         // the first header this reply lacks, if it is short of a range the peer claimed
         let got = h.headers.len();
         let starts_right = h.headers.first().is_none_or(|f| f.number == start);
         let lacking = (starts_right && got < SHORT_HEADERS && (got as u64) < count)
             .then_some(start + got as u64)
             .filter(|m| self.claimed_below(peer, *m));
-        match self.chain.on_reply(h.headers, start, last) {
+        let outcome = match anchor {
+            Some(last) => self.chain.on_reply(h.headers, start, last),
+            None => self.chain.on_ahead(h.headers, start),
+        };
+        match outcome {
             HeaderOutcome::Fault(reason) => {
                 self.stats.headers.failed += 1;
                 self.header_fault(peer, reason);
@@ -967,5 +1240,39 @@ impl<'a, N: Network> Node<'a, N> {
         } else {
             self.net.phase(if self.syncer.is_some() { "state" } else { "headers" });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deadlines follow the measured round trip and rate, never below the floor, capped by the
+    /// configured timeout only when that leaves time for the transfer; timeouts lengthen them.
+    #[test]
+    fn block_deadlines_follow_the_transfer() {
+        let mut link = BlockLink::default();
+        // a slow peer: 64 KiB in ~1.1 s, three times
+        for _ in 0..3 {
+            link.on_reply(1_100, 64 * 1024);
+        }
+        assert!(link.budget > BLOCK_START_BYTES && link.budget <= 2 * 64 * 1024, "{link:?}");
+        // 256 KiB need ~4.5 s: a 10 s timeout caps the deadline, a 100 ms one does not
+        let need = 1_100.0 + 256.0 * 1024.0 * 1000.0 / link.rate;
+        assert_eq!(link.deadline_ms(256 * 1024, 10_000), 10_000);
+        assert!(link.deadline_ms(256 * 1024, 100) as f64 >= 3.0 * need);
+        // never below the floor or three round trips
+        let mut fast = BlockLink::default();
+        for _ in 0..3 {
+            fast.on_reply(20, 100);
+        }
+        assert_eq!(fast.deadline_ms(100, 10_000), BLOCK_FLOOR_MS);
+        assert_eq!(fast.deadline_ms(100, 1), BLOCK_FLOOR_MS);
+        // a timeout halves the budget and doubles the transfer time expected
+        let before = (link.budget, link.deadline_ms(10_000, 1));
+        link.on_timeout();
+        assert_eq!(link.budget, before.0 / 2);
+        assert!(link.deadline_ms(10_000, 1) * 2 >= 3 * before.1);
+        assert_eq!(link.items(20_000.0, 128), (link.budget / 20_000).max(1));
     }
 }

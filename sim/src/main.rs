@@ -49,6 +49,7 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
+#[allow(clippy::too_many_arguments)] // one per `run` option
 fn run_cmd(
     files: &[std::path::PathBuf],
     seed: Option<u64>,

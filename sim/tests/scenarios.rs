@@ -6,8 +6,14 @@ use syncsim::runner::{run, RunOptions};
 use syncsim::scenario::Scenario;
 
 fn scenario(name: &str) -> Scenario {
+    with(name, &[])
+}
+
+/// A scenario file with `--set KEY=VALUE` overrides.
+fn with(name: &str, sets: &[(&str, &str)]) -> Scenario {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.toml"));
-    Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    let sets: Vec<(String, String)> = sets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Scenario::load_with_overrides(&path, &sets).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn passes(name: &str) -> syncsim::report::Report {
@@ -205,7 +211,60 @@ fn staged_sync_reaches_the_head() {
     assert!(r.stages.contains_key("execution"), "{:?}", r.stages);
     at_head("staged-duplicate-blocks");
     at_head("staged-duplicate-block-peers");
-    at_head("staged-bad-headers");
+}
+
+/// `bad-headers` peers are dropped, not only penalised: a peer whose header chain did not link
+/// is probed again until its faults add up, over several seeds; honest peers are kept.
+#[test]
+fn bad_headers_peers_are_dropped() {
+    for seed in 0..3 {
+        let opts = RunOptions { seed: Some(seed), ..Default::default() };
+        let r = run(&scenario("staged-bad-headers"), &opts).expect("run");
+        assert!(r.passed() && r.converged && r.head_root_ok, "seed {seed}: {}", r.summary());
+        for p in &r.peers {
+            let bad = p.behaviour == "bad-headers";
+            assert_eq!(p.dropped, bad, "seed {seed}: {} peer {}\n{}", p.behaviour, p.id, r.summary());
+        }
+    }
+}
+
+/// Slow honest peers (64 KiB/s) and big bodies (200 changes a block): body requests are sized
+/// by bytes and timed from the measured rate, so bodies arrive and the node reaches the head
+/// (they timed out forever with a fixed 128-block batch and a fixed timeout).
+#[test]
+fn slow_honest_peers_deliver_bodies() {
+    let sc = inline(
+        "name = \"slow-bodies\"\n[state]\naccounts = 2000\n[chain]\nblocks = 40\nchanges_per_block = 200\n\
+         [[peers]]\ncount = 3\nlatency = \"30ms..120ms\"\nbandwidth = \"64KiB/s\"\n",
+    );
+    let r = run(&sc, &RunOptions::default()).expect("run");
+    assert!(r.converged && r.head_root_ok, "{}", r.summary());
+    assert!(r.requests.bodies.ok >= 3, "{}", r.summary());
+    assert!(r.requests.bodies.timed_out * 4 <= r.requests.bodies.sent, "{}", r.summary());
+    assert!(r.virtual_time_ms <= 300_000, "{}", r.summary());
+}
+
+/// A configured `request_timeout` shorter than any reply takes does not make the sync
+/// impossible: header and body deadlines follow what the transfer needs (the run only stopped
+/// at the 6 h virtual cap before).
+#[test]
+fn too_short_request_timeout_still_syncs() {
+    let sc = with("network-faults", &[("sync.request_timeout", "100ms")]);
+    let r = run(&sc, &RunOptions { seed: Some(2), ..Default::default() }).expect("run");
+    assert!(r.converged && r.head_root_ok, "{}", r.summary());
+    assert!(r.virtual_time_ms <= 600_000, "{}", r.summary());
+}
+
+/// A chain far too fast to follow (a block every 10 ms) makes the node stop with a clear
+/// failure in bounded virtual time instead of running until the virtual cap.
+#[test]
+fn cannot_keep_up_with_a_runaway_chain() {
+    let sc = with("staged-clean", &[("chain.block_time", "10ms")]);
+    let r = run(&sc, &RunOptions::default()).expect("run");
+    assert!(!r.passed() && !r.converged, "{}", r.summary());
+    let failure = r.failure.as_deref().unwrap_or("");
+    assert!(failure.contains("cannot keep up with the chain: head grows"), "{}", r.summary());
+    assert!(r.virtual_time_ms <= 15 * 60 * 1000, "{}", r.summary());
 }
 
 /// Liars announce the head while holding a chain eight blocks behind it. Beside honest and

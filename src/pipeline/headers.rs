@@ -30,6 +30,23 @@ pub struct HeaderChain {
     headers: BTreeMap<u64, Header>,
     target: Option<(u64, B256)>,
     back: u64,
+    /// Headers fetched ahead, above the top (or from the floor when the chain is empty), when
+    /// the gap to the trusted head was larger than one request may carry: linked to each other
+    /// and to the top, but trusted only once a reply anchored on the trusted head links to them.
+    ahead: Vec<Header>,
+}
+
+/// A header request: `count` headers from `start`; `anchor` is the hash the last must have
+/// (the trusted head's) or `None` for a batch fetched ahead of the anchor (see
+/// [`HeaderChain::want_sized`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderWant {
+    /// First block number asked.
+    pub start: u64,
+    /// Headers asked.
+    pub count: u64,
+    /// Hash of the trusted head the reply must end at, when it must.
+    pub anchor: Option<B256>,
 }
 
 impl HeaderChain {
@@ -41,6 +58,56 @@ impl HeaderChain {
     /// A new trusted head.
     pub fn on_head(&mut self, number: u64, hash: B256) {
         self.target = Some((number, hash));
+        if self.ahead.last().is_some_and(|h| h.number >= number) {
+            self.ahead.clear();
+        }
+    }
+
+    /// The next request carrying at most `max` headers (at least one). While the gap to the
+    /// trusted head is larger, headers are fetched ahead from the top upwards, unverified; the
+    /// request that closes the gap ends at the trusted head and verifies them all. After a
+    /// reply that did not link (a reorg below the top), requests are anchored on the head again
+    /// whatever their size, as [`HeaderChain::want`].
+    pub fn want_sized(&self, floor: u64, max: u64) -> Option<HeaderWant> {
+        let (start, count, th) = self.want(floor)?;
+        let anchored = HeaderWant { start, count, anchor: Some(th) };
+        let (t, _) = self.target?;
+        let base = match (self.ahead.last(), self.top()) {
+            _ if self.back > 0 => return Some(anchored),
+            (Some(a), _) => a.number + 1,
+            (None, Some(top)) if top.number < t => top.number + 1,
+            (None, Some(_)) => return Some(anchored),
+            (None, None) => floor.min(t),
+        };
+        let left = (t + 1).saturating_sub(base);
+        let max = max.clamp(1, MAX_HEADERS);
+        if left == 0 {
+            return Some(anchored);
+        }
+        Some(if left <= max {
+            HeaderWant { start: base, count: left, anchor: Some(th) }
+        } else {
+            HeaderWant { start: base, count: max, anchor: None }
+        })
+    }
+
+    /// Applies a reply to a batch fetched ahead from `start` (a request without anchor): kept
+    /// when its headers link to each other and to what is below; a reply that starts elsewhere
+    /// or does not link inside is a fault; one that does not link below (the chain changed
+    /// under it) is dropped with what was fetched ahead.
+    pub fn on_ahead(&mut self, hs: Vec<Header>, start: u64) -> HeaderOutcome {
+        let linked = hs.windows(2).all(|w| w[1].parent_hash == w[0].hash() && w[1].number == w[0].number + 1);
+        if !linked || hs.first().is_some_and(|h| h.number != start) {
+            return HeaderOutcome::Fault("header chain does not link".into());
+        }
+        let Some(first) = hs.first() else { return HeaderOutcome::Incomplete };
+        let below = self.ahead.last().or_else(|| self.top());
+        if below.is_some_and(|b| b.number + 1 != first.number || b.hash() != first.parent_hash) {
+            self.ahead.clear();
+            return HeaderOutcome::Incomplete;
+        }
+        self.ahead.extend(hs);
+        HeaderOutcome::Extended
     }
 
     /// Header at `n`.
@@ -81,10 +148,24 @@ impl HeaderChain {
     }
 
     /// Applies a reply to the request `(start, _, last_hash)`.
-    pub fn on_reply(&mut self, hs: Vec<Header>, start: u64, last_hash: B256) -> HeaderOutcome {
+    pub fn on_reply(&mut self, mut hs: Vec<Header>, start: u64, last_hash: B256) -> HeaderOutcome {
         let linked = hs.windows(2).all(|w| w[1].parent_hash == w[0].hash() && w[1].number == w[0].number + 1);
         if !linked || hs.first().is_some_and(|h| h.number != start) {
             return HeaderOutcome::Fault("header chain does not link".into());
+        }
+        if let (Some(a), Some(f)) = (self.ahead.last(), hs.first()) {
+            if f.number != a.number + 1 {
+                self.ahead.clear();
+            } else if f.parent_hash != a.hash() {
+                // what was fetched ahead is not on the trusted chain
+                self.ahead.clear();
+                self.back = (self.back * 2).max(8);
+                return HeaderOutcome::Incomplete;
+            } else if hs.last().is_some_and(|l| l.hash() == last_hash) {
+                let mut all = std::mem::take(&mut self.ahead);
+                all.append(&mut hs);
+                hs = all;
+            }
         }
         let (Some(first), Some(last)) = (hs.first(), hs.last()) else { return HeaderOutcome::Incomplete };
         if last.hash() != last_hash {
@@ -131,4 +212,66 @@ impl HeaderChain {
 
 fn first_number_minus_one(h: &BTreeMap<u64, Header>) -> u64 {
     h.keys().next().map_or(0, |n| n.saturating_sub(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A linked chain of `n + 1` headers, 0..=n.
+    fn chain(n: u64) -> Vec<Header> {
+        let mut out: Vec<Header> = Vec::new();
+        for i in 0..=n {
+            let parent_hash = out.last().map_or(B256::ZERO, |p| p.hash());
+            out.push(Header { number: i, parent_hash, ..Header::default() });
+        }
+        out
+    }
+
+    /// A gap larger than one request is fetched ahead in sized batches; the last request ends
+    /// at the trusted head and verifies them all.
+    #[test]
+    fn sized_requests_fetch_ahead_then_anchor() {
+        let hs = chain(100);
+        let mut c = HeaderChain::default();
+        c.on_head(100, hs[100].hash());
+        assert_eq!(c.on_reply(hs[10..=100].to_vec(), 10, hs[100].hash()), HeaderOutcome::Extended);
+        let mut c = HeaderChain::default();
+        c.on_head(100, hs[100].hash());
+        let w = c.want_sized(10, 40).expect("want");
+        assert_eq!(w, HeaderWant { start: 10, count: 40, anchor: None });
+        assert_eq!(c.on_ahead(hs[10..50].to_vec(), 10), HeaderOutcome::Extended);
+        assert!(!c.synced());
+        let w = c.want_sized(10, 40).expect("want");
+        assert_eq!(w, HeaderWant { start: 50, count: 40, anchor: None });
+        // a short reply is kept as far as it goes
+        assert_eq!(c.on_ahead(hs[50..70].to_vec(), 50), HeaderOutcome::Extended);
+        let w = c.want_sized(10, 40).expect("want");
+        assert_eq!(w, HeaderWant { start: 70, count: 31, anchor: Some(hs[100].hash()) });
+        assert_eq!(c.on_reply(hs[70..=100].to_vec(), 70, hs[100].hash()), HeaderOutcome::Extended);
+        assert!(c.synced());
+        assert_eq!(c.get(10).map(|h| h.hash()), Some(hs[10].hash()));
+        assert_eq!(c.want_sized(10, 40), None);
+    }
+
+    /// Headers fetched ahead that the trusted head does not link to are thrown away, and the
+    /// next request is anchored on the head whatever its size; a batch that does not link
+    /// inside is a fault.
+    #[test]
+    fn unlinked_batches_are_dropped_or_faulted() {
+        let hs = chain(100);
+        let mut c = HeaderChain::default();
+        c.on_head(100, hs[100].hash());
+        let mut fake = hs[10..50].to_vec();
+        fake[39].extra = alloy_primitives::Bytes::from_static(b"fork");
+        assert_eq!(c.on_ahead(fake, 10), HeaderOutcome::Extended);
+        let w = c.want_sized(10, 60).expect("want");
+        assert_eq!(w.anchor, Some(hs[100].hash()));
+        assert_eq!(c.on_reply(hs[50..=100].to_vec(), 50, hs[100].hash()), HeaderOutcome::Incomplete);
+        let w = c.want_sized(10, 60).expect("want");
+        assert_eq!((w.start, w.anchor), (10, Some(hs[100].hash())));
+        let mut broken = hs[10..20].to_vec();
+        broken[5].parent_hash = B256::repeat_byte(1);
+        assert!(matches!(c.on_ahead(broken, 10), HeaderOutcome::Fault(_)));
+    }
 }

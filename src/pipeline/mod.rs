@@ -6,4 +6,4 @@ pub mod execute;
 pub mod headers;
 
 pub use execute::{insert_block, ExecProgress, InsertError, Inserted};
-pub use headers::{HeaderChain, HeaderOutcome};
+pub use headers::{HeaderChain, HeaderOutcome, HeaderWant, MAX_HEADERS};
