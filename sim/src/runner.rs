@@ -280,7 +280,9 @@ pub fn run_with_state(
     cfg.sync.planted = opts.planted;
     let max_virtual =
         sc.expect.max_virtual_time.map_or(DEFAULT_MAX_VIRTUAL_MS, |d| d.as_millis() * 2 + 60_000);
-    let crashes = sc.faults.crash;
+    let crash_in = sc.faults.crash_in.filter(|_| sc.faults.crash > 0);
+    // with `crash_in`, one of the crashes is kept for that phase
+    let crashes = sc.faults.crash - u32::from(crash_in.is_some());
     let sync_wall = WallInstant::now();
     let crash_on_phase = opts.crash_on_phase.clone();
     let show_progress = opts.progress;
@@ -297,6 +299,11 @@ pub fn run_with_state(
             (0..crashes).map(|_| (estimate_us as f64 * rng.random_range(0.1..0.9)) as u64).collect();
         times.sort_unstable();
         world.schedule_crashes(&times);
+        if let Some(phase) = crash_in {
+            // shortly after the node enters the phase (a few replies into it)
+            let delay_ms: u64 = rng.random_range(50..=300);
+            world.crash_on_phase.get_or_insert((phase.name().to_string(), delay_ms * 1000));
+        }
         let mut store = MemStore::default();
         let end = tokio::time::Instant::now() + std::time::Duration::from_millis(max_virtual);
         let mut crashes_done = 0u32;

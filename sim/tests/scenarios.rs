@@ -320,6 +320,14 @@ fn crash_during_block_insertion_resumes() {
     assert!(r.converged && r.head_root_ok, "{}", r.summary());
 }
 
+/// The same crash as a scenario file: `[faults] crash_in = "execution"`.
+#[test]
+fn crash_in_execution_scenario_resumes() {
+    let r = at_head("staged-crash-insertion");
+    assert!(r.crashes >= 1, "{}", r.summary());
+    assert!(r.stages.contains_key("execution"), "{:?}", r.stages);
+}
+
 /// Regression guard for the classic failure: a known block made insertion fail and stopped
 /// the whole sync. Planting it back must be caught.
 #[test]

@@ -354,7 +354,7 @@ fn gen_faults(rng: &mut ChaCha8Rng) -> Faults {
         7..=8 => 1,
         _ => 2,
     };
-    Faults { drop, duplicate, reorder, corrupt, disconnect, duplicate_blocks, crash }
+    Faults { drop, duplicate, reorder, corrupt, disconnect, duplicate_blocks, crash, crash_in: None }
 }
 
 /// A variation of `base` for `seed`: fault rates, peer counts and bandwidths, state and chain

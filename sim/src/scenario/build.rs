@@ -7,7 +7,7 @@ use std::str::FromStr;
 use super::tree::{line_of, Entry, Node, Origin, Value};
 use super::{
     join_key, Behaviour, ChainSpec, Disconnect, ErrorKind, Expect, Faults, Latency, Location, PeerGroup,
-    Reorg, Scenario, ScenarioError, SizingPolicy, StateSpec, SyncSpec,
+    Phase, Reorg, Scenario, ScenarioError, SizingPolicy, StateSpec, SyncSpec,
 };
 use crate::units::{Bandwidth, Duration, Size};
 
@@ -28,7 +28,7 @@ const STATE_KEYS: &[&str] = &[
 const CHAIN_KEYS: &[&str] = &["blocks", "block_time", "changes_per_block", "state_history", "reorg"];
 const PEER_KEYS: &[&str] = &["count", "behaviour", "latency", "bandwidth", "join_at", "leave_at"];
 const FAULT_KEYS: &[&str] =
-    &["drop", "duplicate", "reorder", "corrupt", "disconnect", "duplicate_blocks", "crash"];
+    &["drop", "duplicate", "reorder", "corrupt", "disconnect", "duplicate_blocks", "crash", "crash_in"];
 const SYNC_KEYS: &[&str] = &[
     "request_sizing",
     "account_bytes",
@@ -665,6 +665,13 @@ impl<'a> Builder<'a> {
         }
         if let Some(v) = self.opt(&t, "crash", |b, n, p, o| b.count(n, p, o, 0))? {
             f.crash = v;
+        }
+        if let Some(v) = self.opt(&t, "crash_in", |b, n, p, o| b.parsed::<Phase>(n, p, o, "a phase name"))? {
+            f.crash_in = Some(v);
+            if f.crash == 0 {
+                let origin = t.get("crash_in").map_or(t.origin, |e| e.origin());
+                return Err(self.invalid(origin, &t.key("crash_in"), "crash_in needs crash = 1 or more"));
+            }
         }
         Ok(f)
     }

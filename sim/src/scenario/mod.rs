@@ -222,6 +222,9 @@ pub struct Faults {
     pub duplicate_blocks: f64,
     /// `crash` (default 0): how many times the node crashes and restarts.
     pub crash: u32,
+    /// `crash_in` (default none): one of the `crash` crashes happens while the node is in this
+    /// phase (the others at random moments).
+    pub crash_in: Option<Phase>,
 }
 
 /// `[faults] disconnect = { every = "2m", downtime = "10s" }`: each peer
@@ -389,6 +392,20 @@ named_enum! {
         BadHeaders = "bad-headers",
         /// Connects and disconnects repeatedly.
         Flapping = "flapping",
+    }
+}
+
+named_enum! {
+    /// A phase the node reports (`[faults] crash_in`).
+    Phase, "phase" {
+        /// Fetching the header chain to the trusted head.
+        Headers = "headers",
+        /// Downloading the state at the pivot.
+        State = "state",
+        /// Walking the finished state.
+        Verify = "verify",
+        /// Fetching bodies and inserting blocks.
+        Execution = "execution",
     }
 }
 

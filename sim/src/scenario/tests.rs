@@ -169,6 +169,7 @@ fn full_example() {
             disconnect: Some(Disconnect { every: ms(120_000), downtime: ms(10_000) }),
             duplicate_blocks: 0.05,
             crash: 1,
+            crash_in: None,
         }
     );
     assert_eq!(
@@ -617,6 +618,13 @@ fn negative_and_zero_counts() {
         "expected a positive integer, got 0",
     );
     check(
+        &format!("{MINIMAL}[faults]\ncrash = 1\ncrash_in = \"insertion\"\n"),
+        8,
+        "faults.crash_in",
+        ErrorKind::InvalidValue,
+        "unknown phase \"insertion\" (expected one of: headers, state, verify, execution)",
+    );
+    check(
         &format!("{MINIMAL}[faults]\ncrash = -1\n"),
         7,
         "faults.crash",
@@ -920,4 +928,21 @@ fn unreadable_file() {
     assert_eq!(e.kind, ErrorKind::Io);
     assert_eq!(e.location, Location::File);
     assert!(e.to_string().starts_with(&format!("{}: cannot read", path.display())));
+}
+
+/// `crash_in` names the phase one crash happens in; it survives the canonical writer.
+#[test]
+fn crash_in_phase_parses_and_round_trips() {
+    let s = Scenario::parse(
+        &format!("{MINIMAL}[faults]\ncrash = 1\ncrash_in = \"execution\"\n"),
+        Path::new(FILE),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.faults.crash_in, Some(Phase::Execution));
+    let text = s.to_toml_string();
+    assert!(text.contains("crash_in = \"execution\""), "{text}");
+    let again = Scenario::parse(&text, Path::new(FILE)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.faults, s.faults);
+    let none = Scenario::parse(MINIMAL, Path::new(FILE)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!none.to_toml_string().contains("crash_in"));
 }

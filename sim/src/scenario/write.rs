@@ -175,6 +175,9 @@ pub(crate) fn to_toml(s: &Scenario, dest: Option<&Path>) -> String {
     }
     line(format!("duplicate_blocks = {}", float(f.duplicate_blocks)));
     line(format!("crash = {}", f.crash));
+    if let Some(p) = f.crash_in {
+        line(format!("crash_in = {}", quote(p.name())));
+    }
 
     let y = &s.sync;
     line("\n[sync]".into());
