@@ -164,8 +164,6 @@ const REPROBE_MS: u64 = 1_000;
 /// How long (ms) the executed head must fail to close its gap to the trusted head before the
 /// node gives up on keeping up with the chain.
 const PACE_WINDOW_MS: u64 = 300_000;
-/// A gap (blocks) below which the node is never said to fall behind.
-const PACE_MIN_GAP: u64 = 128;
 /// Pivot moves within [`PACE_WINDOW_MS`] that show the state cannot be completed.
 const PACE_MOVES: u64 = 16;
 
@@ -337,6 +335,8 @@ pub struct Node<'a, N: Network> {
     /// with the chain (see [`Node::check_keeping_up`]):
     /// (ms, trusted head, executed head or 0, pivots chosen so far).
     pace: std::collections::VecDeque<(u64, u64, u64, u64)>,
+    /// When the executed head last was the trusted head (ms).
+    last_at_head: u64,
     /// Header/body record per peer: (failed verifications, good replies).
     record: BTreeMap<PeerId, (u32, u64)>,
     /// Peers penalised for bad header/body replies.
@@ -385,6 +385,7 @@ impl<'a, N: Network> Node<'a, N> {
             header_bytes: 600.0,
             body_bytes: 4096.0,
             pace: std::collections::VecDeque::new(),
+            last_at_head: 0,
             claims: BTreeMap::new(),
             checks: BTreeMap::new(),
             stats: NodeStats::default(),
@@ -681,6 +682,7 @@ impl<'a, N: Network> Node<'a, N> {
         exec.save(&mut *self.store);
         self.exec = Some(exec);
         self.pace.clear();
+        self.last_at_head = self.now();
         self.progressed();
         self.net.phase("execution");
         Ok(())
@@ -688,8 +690,9 @@ impl<'a, N: Network> Node<'a, N> {
 
     /// Fails when the node cannot keep up with the chain, judged over the last
     /// [`PACE_WINDOW_MS`] (samples at most once a second, from the start of the state stage):
-    /// - executing, the gap to the trusted head did not shrink at all over the window and is at least
-    ///   [`PACE_MIN_GAP`] blocks: the head runs away faster than blocks are inserted;
+    /// - executing, the node was not once at the trusted head over the window and its gap to it
+    ///   did not shrink: the head runs away faster than blocks are inserted (or each block
+    ///   arrives only after the next is made);
     /// - downloading the state, the pivot moved [`PACE_MOVES`] times or more in the window: the
     ///   state changes faster than it can be completed, so execution never starts.
     ///
@@ -719,10 +722,14 @@ impl<'a, N: Network> Node<'a, N> {
         let why = match executed {
             Some(_) => {
                 let gap = target.saturating_sub(head);
-                if gap < PACE_MIN_GAP || gap < target0.saturating_sub(head0) {
+                if gap == 0 {
+                    self.last_at_head = now;
+                }
+                if gap == 0 || now < self.last_at_head + PACE_WINDOW_MS || gap < target0.saturating_sub(head0)
+                {
                     return Ok(());
                 }
-                format!("{gap} blocks behind after {secs:.0} s")
+                format!("{gap} blocks behind, not once at the head in {secs:.0} s")
             }
             None => {
                 let moved = moves.saturating_sub(moves0);
