@@ -164,8 +164,11 @@ const REPROBE_MS: u64 = 1_000;
 /// How long (ms) the executed head must fail to close its gap to the trusted head before the
 /// node gives up on keeping up with the chain.
 const PACE_WINDOW_MS: u64 = 300_000;
-/// Pivot moves within [`PACE_WINDOW_MS`] that show the state cannot be completed.
-const PACE_MOVES: u64 = 16;
+/// Pivot moves within [`PACE_WINDOW_MS`] that show the state cannot be completed: a pivot
+/// move every 3 s for five minutes. A churning chain with a short history can move the pivot
+/// every few seconds and still be synced (healing carries verified nodes over the moves), so
+/// the bar is set where no state bigger than a handful of accounts could be finished.
+const PACE_MOVES: u64 = 100;
 
 /// First wait between two checks of a peer's claim (ms); doubles with each passed check, up
 /// to 16 times this.
