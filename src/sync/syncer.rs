@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use tracing::debug;
 
 /// How long an empty reply keeps a peer out of work for the same root (ms).
-const STATELESS_FOR_MS: u64 = 60_000;
+pub(crate) const STATELESS_FOR_MS: u64 = 60_000;
 /// Most trie-node requests given up at pivot moves whose late replies are still taken.
 const MAX_ORPHANS: usize = 4096;
 /// Slots a contract must already hold before its total is estimated for
