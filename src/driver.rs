@@ -199,8 +199,9 @@ enum PendingWhat {
 
 /// Most bodies asked for at once (go-ethereum's `maxBodyFetch`).
 const MAX_BODIES: u64 = 128;
-/// First byte budget of header and body requests to a peer.
-const BLOCK_START_BYTES: u64 = 16 * 1024;
+/// First byte budget of header and body requests to a peer (its deadline assumes a slow link,
+/// [`BLOCK_RATE`], so a slow peer still answers it in time).
+const BLOCK_START_BYTES: u64 = 64 * 1024;
 /// Smallest byte budget (a request still carries at least one header or body).
 const BLOCK_MIN_BYTES: u64 = 4 * 1024;
 /// Largest byte budget (the servers' soft response limit).
