@@ -991,6 +991,23 @@ impl<'a, N: Network> Node<'a, N> {
     }
 
     /// A header or body reply of `bytes` to a request sent at `sent` arrived from `peer`.
+    /// Books a header (`headers`) or body reply: its bytes in, the peer's measured rate, and
+    /// the running average size of a header or body.
+    fn book_reply<T: alloy_rlp::Encodable>(&mut self, peer: PeerId, sent: u64, items: &[T], headers: bool) {
+        let bytes = items.iter().map(|x| x.length() as u64).sum::<u64>();
+        self.measure(peer, sent, bytes);
+        let (stats, avg) = if headers {
+            (&mut self.stats.headers, &mut self.header_bytes)
+        } else {
+            (&mut self.stats.bodies, &mut self.body_bytes)
+        };
+        stats.bytes_in += bytes;
+        if !items.is_empty() {
+            let each = bytes as f64 / items.len() as f64;
+            *avg = 0.7 * *avg + 0.3 * each.max(1.0);
+        }
+    }
+
     fn measure(&mut self, peer: PeerId, sent: u64, bytes: u64) {
         let elapsed = self.now().saturating_sub(sent);
         self.links.entry(peer).or_default().on_reply(elapsed, bytes);
@@ -1106,13 +1123,7 @@ impl<'a, N: Network> Node<'a, N> {
         let Some(Pending { what: PendingWhat::Bodies(asked), sent, .. }) = self.body_req.take() else {
             return;
         };
-        let bytes = b.bodies.iter().map(|x| alloy_rlp::Encodable::length(x) as u64).sum::<u64>();
-        self.stats.bodies.bytes_in += bytes;
-        self.measure(peer, sent, bytes);
-        if !b.bodies.is_empty() {
-            let avg = bytes as f64 / b.bodies.len() as f64;
-            self.body_bytes = 0.7 * self.body_bytes + 0.3 * avg.max(1.0);
-        }
+        self.book_reply(peer, sent, &b.bodies, false);
         if b.bodies.is_empty() {
             self.stats.bodies.failed += 1;
             self.bench_peer(peer);
@@ -1174,13 +1185,7 @@ impl<'a, N: Network> Node<'a, N> {
             return;
         };
         let HeaderWant { start, count, anchor } = want;
-        let bytes = h.headers.iter().map(|x| alloy_rlp::Encodable::length(x) as u64).sum::<u64>();
-        self.stats.headers.bytes_in += bytes;
-        self.measure(peer, sent, bytes);
-        if !h.headers.is_empty() {
-            let avg = bytes as f64 / h.headers.len() as f64;
-            self.header_bytes = 0.7 * self.header_bytes + 0.3 * avg.max(1.0);
-        }
+        self.book_reply(peer, sent, &h.headers, true);
         // the first header this reply lacks, if it is short of a range the peer claimed
         let got = h.headers.len();
         let starts_right = h.headers.first().is_none_or(|f| f.number == start);

@@ -848,20 +848,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn duplicate_blocks_fault_happens_at_its_configured_rate() {
-        const N: u64 = 10_000;
-        let mut w = world("duplicate_blocks = 0.2", 128);
-        for _ in 0..10 {
+    /// Produces `blocks` blocks, connects every peer, announces the head `rounds` times and
+    /// returns its number.
+    fn announce_head_rounds(w: &mut World, blocks: usize, rounds: u64) -> u64 {
+        for _ in 0..blocks {
             w.chain.produce_block();
         }
         for p in &mut w.peers {
             p.connected = true;
         }
         let head = w.chain.head_number();
-        for _ in 0..N {
+        for _ in 0..rounds {
             w.announce(head);
         }
+        head
+    }
+
+    #[test]
+    fn duplicate_blocks_fault_happens_at_its_configured_rate() {
+        const N: u64 = 10_000;
+        let mut w = world("duplicate_blocks = 0.2", 128);
+        announce_head_rounds(&mut w, 10, N);
         // two peers push every block; the fault adds one more copy of a recent one
         let extra = w.fault_stats.messages - 2 * N;
         let r = rate(extra, N);
@@ -873,16 +880,7 @@ mod tests {
         const ROUNDS: u64 = 200;
         let mut w =
             world_of("", "[[peers]]\ncount = 1\n[[peers]]\ncount = 1\nbehaviour = \"duplicate-blocks\"", "");
-        for _ in 0..20 {
-            w.chain.produce_block();
-        }
-        for p in &mut w.peers {
-            p.connected = true;
-        }
-        let head = w.chain.head_number();
-        for _ in 0..ROUNDS {
-            w.announce(head);
-        }
+        let head = announce_head_rounds(&mut w, 20, ROUNDS);
         let mut blocks = [Vec::new(), Vec::new()];
         for (peer, msg) in queued_to_node(&w) {
             let Message::NewBlock(nb) = msg else { panic!("not a block: {msg:?}") };
