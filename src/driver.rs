@@ -7,7 +7,8 @@ use crate::codec::{
     NewBlockHashes,
 };
 use crate::pipeline::{
-    insert_block, ExecProgress, HeaderChain, HeaderOutcome, HeaderWant, InsertError, Inserted, MAX_HEADERS,
+    insert_block, load_checkpoint, save_checkpoint, Checkpoint, ExecProgress, HeaderChain, HeaderOutcome,
+    HeaderWant, InsertError, Inserted, Stage, StageId, Unwind, MAX_HEADERS,
 };
 use crate::primitives::B256;
 use crate::store::SyncStore;
@@ -299,6 +300,85 @@ impl BlockLink {
     }
 }
 
+/// The bodies stage: bodies received above the executed head.
+struct BodiesStage<'s> {
+    bodies: &'s mut BTreeMap<u64, (B256, BlockBody)>,
+    chain: &'s HeaderChain,
+    exec: Option<&'s ExecProgress>,
+}
+
+impl Stage for BodiesStage<'_> {
+    fn id(&self) -> StageId {
+        StageId::Bodies
+    }
+
+    /// The highest block up to which every body is in (executed, or received).
+    fn checkpoint(&self) -> Option<Checkpoint> {
+        let (mut block, mut hash, _) = self.exec?.head()?;
+        while self.bodies.contains_key(&(block + 1)) {
+            let Some(h) = self.chain.get(block + 1) else { break };
+            block += 1;
+            hash = h.hash();
+        }
+        Some(Checkpoint { block, hash })
+    }
+
+    fn unwind(&mut self, to: u64) -> Unwind {
+        self.bodies.retain(|n, _| *n <= to);
+        Unwind::To(to)
+    }
+}
+
+/// The state stage: the pivot the downloader syncs at; `done` once its state is complete
+/// (walked, and execution started from it).
+struct StateStage<'s> {
+    pivot: &'s mut Option<Header>,
+    done: Option<Checkpoint>,
+}
+
+impl Stage for StateStage<'_> {
+    fn id(&self) -> StageId {
+        StageId::State
+    }
+
+    /// The pivot, once its state is complete.
+    fn checkpoint(&self) -> Option<Checkpoint> {
+        self.done
+    }
+
+    /// A pivot above `to` is off the chain: the state is synced again at a new pivot (the
+    /// downloader keeps what it fetched and moves to the new root).
+    fn unwind(&mut self, to: u64) -> Unwind {
+        let pivot = self.pivot.as_ref().map(|p| p.number).or(self.done.map(|c| c.block));
+        if pivot.is_some_and(|p| p > to) {
+            *self.pivot = None;
+            self.done = None;
+            return Unwind::Reset;
+        }
+        Unwind::To(to)
+    }
+}
+
+/// The finish stage: the executed head, once it is the trusted head.
+struct FinishStage {
+    head: Option<Checkpoint>,
+}
+
+impl Stage for FinishStage {
+    fn id(&self) -> StageId {
+        StageId::Finish
+    }
+
+    fn checkpoint(&self) -> Option<Checkpoint> {
+        self.head
+    }
+
+    fn unwind(&mut self, to: u64) -> Unwind {
+        self.head = self.head.filter(|c| c.block <= to);
+        Unwind::To(to)
+    }
+}
+
 /// The node: follows the head, syncs the state at a pivot (moving it as the chain runs), then
 /// executes every block up to the head and keeps up.
 pub struct Node<'a, N: Network> {
@@ -351,6 +431,8 @@ pub struct Node<'a, N: Network> {
     claims: BTreeMap<PeerId, Claim>,
     /// Claim checks in flight: request id -> (peer, number and hash asked, deadline ms).
     checks: BTreeMap<u64, (PeerId, u64, B256, u64)>,
+    /// Each stage's checkpoint as last saved in the store.
+    checkpoints: BTreeMap<StageId, Option<Checkpoint>>,
     /// Counters.
     pub stats: NodeStats,
 }
@@ -360,6 +442,13 @@ impl<'a, N: Network> Node<'a, N> {
     /// Execution progress found in the store is resumed.
     pub fn new(net: &'a mut N, store: &'a mut dyn SyncStore, cfg: NodeConfig, session: u64) -> Self {
         let exec = ExecProgress::load(&*store);
+        let checkpoints: BTreeMap<StageId, Option<Checkpoint>> =
+            StageId::ALL.into_iter().map(|id| (id, load_checkpoint(&*store, id))).collect();
+        for (id, cp) in &checkpoints {
+            if let Some(cp) = cp {
+                debug!(stage = id.name(), block = cp.block, hash = %cp.hash, "stage checkpoint found");
+            }
+        }
         Self {
             net,
             store,
@@ -392,6 +481,7 @@ impl<'a, N: Network> Node<'a, N> {
             last_at_head: 0,
             claims: BTreeMap::new(),
             checks: BTreeMap::new(),
+            checkpoints,
             stats: NodeStats::default(),
         }
     }
@@ -406,6 +496,43 @@ impl<'a, N: Network> Node<'a, N> {
         }
         st.penalised = penalised.into_iter().collect();
         st
+    }
+
+    /// Runs `f` on stage `id` (`None` when the stage has nothing yet: execution before the
+    /// state is synced).
+    fn with_stage<R>(&mut self, id: StageId, f: impl FnOnce(&mut dyn Stage) -> R) -> Option<R> {
+        let exec_head = self.exec.as_ref().and_then(|e| e.head());
+        match id {
+            StageId::Headers => Some(f(&mut self.chain)),
+            StageId::State => {
+                let done = self.exec.as_ref().map(|e| Checkpoint {
+                    block: e.pivot,
+                    hash: e.blocks.get(&e.pivot).map_or(B256::ZERO, |b| b.0),
+                });
+                Some(f(&mut StateStage { pivot: &mut self.pivot, done }))
+            }
+            StageId::Bodies => Some(f(&mut BodiesStage {
+                bodies: &mut self.bodies,
+                chain: &self.chain,
+                exec: self.exec.as_ref(),
+            })),
+            StageId::Execution => self.exec.as_mut().map(|e| f(e)),
+            StageId::Finish => {
+                let head = exec_head
+                    .filter(|(n, h, _)| self.chain.target() == Some((*n, *h)))
+                    .map(|(block, hash, _)| Checkpoint { block, hash });
+                Some(f(&mut FinishStage { head }))
+            }
+        }
+    }
+
+    /// Saves the checkpoint of stage `id` in the store when it changed.
+    fn record(&mut self, id: StageId) {
+        let cp = self.with_stage(id, |s| s.checkpoint()).flatten();
+        if self.checkpoints.get(&id) != Some(&cp) {
+            save_checkpoint(&mut *self.store, id, cp);
+            self.checkpoints.insert(id, cp);
+        }
     }
 
     /// A header or body reply failed verification: penalise and bench the peer; drop it
@@ -609,6 +736,7 @@ impl<'a, N: Network> Node<'a, N> {
             if let Err(e) = self.execute() {
                 return Some(NodeOutcome::Failed { reason: e.to_string() });
             }
+            self.record(StageId::Finish);
             if let Err(reason) = self.check_keeping_up(now) {
                 return Some(NodeOutcome::Failed { reason });
             }
@@ -685,6 +813,8 @@ impl<'a, N: Network> Node<'a, N> {
         exec.blocks.insert(number, (hash, root));
         exec.save(&mut *self.store);
         self.exec = Some(exec);
+        self.record(StageId::State);
+        self.record(StageId::Execution);
         self.pace.clear();
         self.last_at_head = self.now();
         self.progressed();
@@ -767,6 +897,7 @@ impl<'a, N: Network> Node<'a, N> {
                 Inserted::Known => self.stats.known_blocks += 1,
             }
             self.bodies.remove(&n);
+            self.record(StageId::Execution);
             self.progressed();
         }
     }
@@ -930,6 +1061,7 @@ impl<'a, N: Network> Node<'a, N> {
                 return Ok(()); // a mismatched body: ignore
             }
             self.bodies.insert(header.number, (body_hash, body));
+            self.record(StageId::Bodies);
         }
         Ok(())
     }
@@ -1144,6 +1276,7 @@ impl<'a, N: Network> Node<'a, N> {
             self.bodies.insert(asked[j].0, (h, body));
             j += 1;
         }
+        self.record(StageId::Bodies);
         if ok {
             self.stats.bodies.ok += 1;
             self.header_ok(peer);
@@ -1213,6 +1346,7 @@ impl<'a, N: Network> Node<'a, N> {
                 self.header_ok(peer);
                 self.unbench(peer);
                 self.progressed();
+                self.record(StageId::Headers);
             }
             HeaderOutcome::Reorg { fork } => {
                 self.stats.headers.ok += 1;
@@ -1230,32 +1364,43 @@ impl<'a, N: Network> Node<'a, N> {
         self.claims.get(&peer).is_some_and(|c| c.number <= target && missing + CLAIM_SLACK <= c.number)
     }
 
-    /// Unwinds every stage above `fork` after a reorg.
+    /// Unwinds every stage above `fork` after a reorg, in reverse pipeline order, and saves
+    /// the checkpoints. The headers stage is where the reorg was found: its reply already
+    /// replaced the headers above `fork` with the new chain's, so it is not unwound again.
     fn unwind(&mut self, fork: u64) {
         info!(fork, "reorg: unwinding");
         self.net.phase("unwind");
-        self.bodies.retain(|n, _| *n <= fork);
-        if let Some(exec) = &mut self.exec {
-            if exec.pivot > fork {
-                // the synced state itself was replaced: sync again at a new pivot
-                self.exec = None;
-                self.walk = None;
-                let mut batch = crate::store::WriteBatch::default();
-                batch.meta.push((ExecProgress::KEY.to_string(), Vec::new()));
-                self.store.commit(batch);
-                self.pivot = None;
-                self.net.phase("state");
-                return;
+        let mut phase = None;
+        for id in StageId::ALL.into_iter().rev().filter(|id| *id != StageId::Headers) {
+            let Some(outcome) = self.with_stage(id, |s| s.unwind(fork)) else { continue };
+            match (id, outcome) {
+                (StageId::Execution, Unwind::Reset) => {
+                    // the synced state itself was replaced: sync again at a new pivot (the
+                    // state stage drops the pivot)
+                    self.exec = None;
+                    self.walk = None;
+                    let mut batch = crate::store::WriteBatch::default();
+                    batch.meta.push((ExecProgress::KEY.to_string(), Vec::new()));
+                    self.store.commit(batch);
+                    phase.get_or_insert("state");
+                }
+                (StageId::Execution, Unwind::To(_)) => {
+                    if let Some(exec) = &self.exec {
+                        exec.save(&mut *self.store);
+                    }
+                    phase.get_or_insert("execution");
+                }
+                (StageId::State, Unwind::Reset) => {
+                    phase.get_or_insert("state");
+                }
+                _ => {}
             }
-            exec.unwind(fork);
-            exec.save(&mut *self.store);
-            self.net.phase("execution");
-        } else if self.pivot.as_ref().is_some_and(|p| p.number > fork) {
-            self.pivot = None;
-            self.net.phase("state");
-        } else {
-            self.net.phase(if self.syncer.is_some() { "state" } else { "headers" });
         }
+        for id in StageId::ALL {
+            self.record(id);
+        }
+        let phase = phase.unwrap_or(if self.syncer.is_some() { "state" } else { "headers" });
+        self.net.phase(phase);
     }
 }
 

@@ -1,6 +1,7 @@
 //! Block insertion: applying a block's state changes to the synced state and checking the
 //! resulting root against the header. Inserting a block the node already has is a no-op.
 
+use super::stage::{Checkpoint, Stage, StageId, Unwind};
 use crate::account::Account;
 use crate::codec::{AccountChange, BlockBody, Header};
 use crate::primitives::{keccak256, B256, EMPTY_CODE, EMPTY_ROOT};
@@ -78,11 +79,6 @@ impl ExecProgress {
         self.blocks.values().any(|(h, _)| h == hash)
     }
 
-    /// Drops executed blocks above `to` (their nodes stay: content-addressed, unreferenced).
-    pub fn unwind(&mut self, to: u64) {
-        self.blocks.retain(|n, _| *n <= to);
-    }
-
     /// Loads from the store.
     pub fn load(store: &dyn SyncStore) -> Option<Self> {
         store.meta(Self::KEY).and_then(|b| serde_json::from_slice(b).ok())
@@ -93,6 +89,29 @@ impl ExecProgress {
         let mut batch = WriteBatch::default();
         batch.meta.push((Self::KEY.to_string(), serde_json::to_vec(self).unwrap_or_default()));
         store.commit(batch);
+    }
+}
+
+impl Stage for ExecProgress {
+    fn id(&self) -> StageId {
+        StageId::Execution
+    }
+
+    /// The executed head.
+    fn checkpoint(&self) -> Option<Checkpoint> {
+        self.head().map(|(block, hash, _)| Checkpoint { block, hash })
+    }
+
+    /// Drops executed blocks above `to` (their nodes stay: content-addressed, unreferenced).
+    /// When the pivot itself is above `to`, the synced state is void: every block is dropped
+    /// and the result is `Reset`.
+    fn unwind(&mut self, to: u64) -> Unwind {
+        if self.pivot > to {
+            self.blocks.clear();
+            return Unwind::Reset;
+        }
+        self.blocks.retain(|n, _| *n <= to);
+        Unwind::To(to)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The header stage: a linked header chain from the pivot up to the trusted head (announced
 //! by the consensus layer), extended as the chain grows and rewound on reorgs.
 
+use super::stage::{Checkpoint, Stage, StageId, Unwind};
 use crate::codec::Header;
 use crate::primitives::B256;
 use std::collections::BTreeMap;
@@ -206,6 +207,29 @@ impl HeaderChain {
             (_, true) => HeaderOutcome::Reorg { fork: first_number_minus_one(&self.headers) },
             (Some(f), _) => HeaderOutcome::Reorg { fork: f },
             _ => HeaderOutcome::Extended,
+        }
+    }
+}
+
+impl Stage for HeaderChain {
+    fn id(&self) -> StageId {
+        StageId::Headers
+    }
+
+    /// The top linked header.
+    fn checkpoint(&self) -> Option<Checkpoint> {
+        self.top().map(|h| Checkpoint { block: h.number, hash: h.hash() })
+    }
+
+    /// Drops the headers above `to` (and those fetched ahead), keeping the trusted head: the
+    /// chain asks for the headers above `to` again. `Reset` when no header is left.
+    fn unwind(&mut self, to: u64) -> Unwind {
+        self.headers.retain(|n, _| *n <= to);
+        self.ahead.clear();
+        if self.headers.is_empty() {
+            Unwind::Reset
+        } else {
+            Unwind::To(to)
         }
     }
 }

@@ -99,6 +99,10 @@ pub struct Plan {
     pub late: f64,
 }
 
+/// Shortest deadline (ms) of an adaptive request to a peer with nothing measured yet, whatever
+/// the configured timeout.
+pub const UNMEASURED_MIN_TIMEOUT_MS: u64 = 2_000;
+
 impl Plan {
     /// Most requests in flight to one peer.
     pub const MAX_IN_FLIGHT: u32 = 32;
@@ -440,7 +444,9 @@ impl PeerState {
             return self.timeout_ms(cfg);
         }
         if !self.plan.known {
-            return cfg.request_timeout_ms;
+            // nothing measured yet: the configured timeout, but never so short that no first
+            // reply could make it (a peer never measured would never be usable)
+            return cfg.request_timeout_ms.max(UNMEASURED_MIN_TIMEOUT_MS);
         }
         let expect = (finish - now as f64).max(1.0);
         // three times as long as expected, and at least three long round trips more: a reply
@@ -450,7 +456,10 @@ impl PeerState {
             // the model is young: its estimates may be far off yet
             t = t.max(2000.0);
         }
-        (t as u64).min(cfg.request_timeout_ms.max(500))
+        // the configured timeout caps it, unless it leaves no time for the reply expected
+        // (a timeout shorter than the link allows would make the sync impossible)
+        let floor = (expect + 2.0 * self.plan.rtt_high).max(500.0);
+        (t as u64).min((cfg.request_timeout_ms as f64).max(floor) as u64)
     }
 
     /// Deadline length for a request to this peer.
