@@ -401,7 +401,7 @@ impl PeerState {
         let rtt = if self.rtt_ms > 0.0 { self.rtt_ms } else { 200.0 };
         // only a peer answering a small part of what it is asked (a capped peer) ranks lower
         // for it: a reply cut by its byte budget is normal
-        let fill = if self.fill >= 0.25 { 1.0 } else { (4.0 * self.fill).max(0.01) };
+        let fill = if self.fill >= 0.25 { 1.0 } else { self.fill.max(0.01) };
         bw * fill / (1.0 + rtt / 100.0) / (1.0 + self.timeouts_in_row as f64 + self.strikes as f64)
     }
 
