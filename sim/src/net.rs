@@ -822,13 +822,7 @@ mod tests {
             } else {
                 assert!(r.nodes.is_empty(), "block {n}");
             }
-            let req = Message::GetAccountRange(GetAccountRange {
-                request_id: n,
-                root,
-                starting_hash: B256::ZERO,
-                limit_hash: B256::repeat_byte(0xff),
-                response_bytes: 1 << 20,
-            });
+            let req = whole_account_range(n, root);
             let Some(Message::AccountRange(r)) = w.serve(0, &req) else { panic!("no reply") };
             assert_eq!(!r.accounts.is_empty(), in_window, "block {n}");
             if in_window {
@@ -846,6 +840,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A request for every account of `root`, with a 1 MiB budget.
+    fn whole_account_range(request_id: u64, root: B256) -> Message {
+        Message::GetAccountRange(GetAccountRange {
+            request_id,
+            root,
+            starting_hash: B256::ZERO,
+            limit_hash: B256::repeat_byte(0xff),
+            response_bytes: 1 << 20,
+        })
     }
 
     /// Produces `blocks` blocks, connects every peer, announces the head `rounds` times and
@@ -993,13 +998,7 @@ mod tests {
         let lag = 4 + 64 + 16; // state_history + pivot_distance + 16
         let accounts = |w: &mut World, peer: u32, n: u64| {
             let root = w.chain.state_root(n).expect("root");
-            let req = Message::GetAccountRange(GetAccountRange {
-                request_id: n,
-                root,
-                starting_hash: B256::ZERO,
-                limit_hash: B256::repeat_byte(0xff),
-                response_bytes: 1 << 20,
-            });
+            let req = whole_account_range(n, root);
             let Some(Message::AccountRange(r)) = w.serve(peer, &req) else { panic!("no reply") };
             r.accounts.len()
         };
