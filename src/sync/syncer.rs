@@ -1273,7 +1273,7 @@ impl Syncer {
             // serial or stalled work first moves to the peer that answers it much sooner...
             if moves < limit {
                 if let Some((id, thief)) = self.move_candidate(now, &usable, &arrivals, false) {
-                    self.take_back(now, id, &arrivals);
+                    out.extend(self.take_back(now, id, &arrivals));
                     moves += 1;
                     out.extend(self.assign_next(now, thief, true));
                     continue;
@@ -1287,7 +1287,7 @@ impl Syncer {
             }
             match self.move_candidate(now, &usable, &arrivals, true) {
                 Some((id, thief)) => {
-                    self.take_back(now, id, &arrivals);
+                    out.extend(self.take_back(now, id, &arrivals));
                     moves += 1;
                     out.extend(self.assign_next(now, thief, true));
                 }
@@ -1523,8 +1523,11 @@ impl Syncer {
 
     /// Takes a request back from its peer (no penalty: it is merely slow) and re-queues its work.
     /// Its reply, if it comes, is ignored; until then it still occupies the peer's link.
-    fn take_back(&mut self, now: u64, id: u64, arrivals: &BTreeMap<u64, f64>) {
-        let Some(r) = self.requests.remove(&id) else { return };
+    /// Returns the `TimedOut` record when the request counts as timed out (its peer never
+    /// answered).
+    fn take_back(&mut self, now: u64, id: u64, arrivals: &BTreeMap<u64, f64>) -> Option<Action> {
+        let r = self.requests.remove(&id)?;
+        let mut timed_out = None;
         if let Some(p) = self.peers.get_mut(&r.peer) {
             p.finished(r.kind);
             let age = now.saturating_sub(r.sent_at) as f64;
@@ -1532,6 +1535,7 @@ impl Syncer {
                 // Never answered: for all we know it does not, so this counts as a timeout (but
                 // no bench: its next probe, given four times as long, may show it merely slow).
                 self.stats.kind(r.kind).timed_out += 1;
+                timed_out = Some(Action::TimedOut { peer: r.peer, kind: r.kind, request_id: id });
                 self.penalised.insert(r.peer);
                 p.penalised = true;
                 p.link.floor_ms = p.link.floor_ms.max(4.0 * age);
@@ -1550,6 +1554,7 @@ impl Syncer {
             p.plan.rtt = p.plan.rtt.max(p.link.floor_ms);
         }
         self.revert(r.work);
+        timed_out
     }
 
     /// Builds one request of `kind` for `peer` from queued work; `pick` says which storage work.
